@@ -1,0 +1,253 @@
+"""The cascade configuration: an ordered list of tiers, declared once in a TOML file.
+
+Everything else (queue names, the next tier, the cost table) is derived from it by the helpers here.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from router.errors import ConfigError
+
+QUEUE_PREFIX = "tier."
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_DEVICES = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+_SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+
+_TIER_KEYS = {
+    "name",
+    "backend",
+    "model",
+    "params",
+    "tau_t",
+    "tau_ik",
+    "probe",
+    "probe_layer",
+    "device",
+    "dtype",
+    "max_batch",
+    "max_wait_ms",
+    "chat_template",
+    "price_in_usd_per_1m",
+    "price_out_usd_per_1m",
+    "options",
+}
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One model size in the cascade and the thresholds its answers must meet to be kept."""
+
+    name: str
+    backend: str
+    model: str
+    index: int = 0
+    params: float | None = None  # parameter count; None: read from the loaded model
+    tau_t: float = 0.9
+    tau_ik: float = 0.5
+    probe: str | None = None  # path to a trained P(IK) probe; None: route on P(T) alone
+    probe_layer: int | None = None  # None: the probe's own layer, else ~3/4 of the depth
+    device: str = "auto"
+    dtype: str = "auto"
+    max_batch: int = 16
+    max_wait_ms: int = 20  # how long a worker waits to fill a batch
+    chat_template: bool | None = None  # None: use the model's template when it has one
+    price_in_usd_per_1m: float = 0.0
+    price_out_usd_per_1m: float = 0.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def queue(self) -> str:
+        return queue_name(self.name)
+
+    @property
+    def uses_probe(self) -> bool:
+        return self.probe is not None
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """The ordered tiers, smallest first. The last tier always answers."""
+
+    tiers: tuple[Tier, ...]
+    source: Path | None = None
+
+    def tier(self, name: str) -> Tier:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        known = ", ".join(t.name for t in self.tiers)
+        raise ConfigError(f"unknown tier {name!r}: configured tiers are {known}")
+
+    @property
+    def first(self) -> Tier:
+        return self.tiers[0]
+
+    @property
+    def last(self) -> Tier:
+        return self.tiers[-1]
+
+    def is_last(self, tier: Tier | str) -> bool:
+        name = tier if isinstance(tier, str) else tier.name
+        return name == self.last.name
+
+    def next_tier(self, tier: Tier | str) -> Tier | None:
+        current = self.tier(tier if isinstance(tier, str) else tier.name)
+        if current.index + 1 < len(self.tiers):
+            return self.tiers[current.index + 1]
+        return None
+
+    @property
+    def queues(self) -> list[str]:
+        return [t.queue for t in self.tiers]
+
+
+def queue_name(tier_name: str) -> str:
+    """The Celery queue that carries work for one tier."""
+    return f"{QUEUE_PREFIX}{tier_name}"
+
+
+def parse_count(value: Any, *, field_name: str) -> float:
+    """Parse a parameter count: a number, or a string like "8.03B" or "630M"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{field_name}: expected a number such as 8.03e9 or \"8.03B\", got {value!r}")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().lower().replace("_", "")
+        scale = _SUFFIXES.get(text[-1], 1.0)
+        if text[-1] in _SUFFIXES:
+            text = text[:-1]
+        try:
+            number = float(text) * scale
+        except ValueError:
+            raise ConfigError(
+                f"{field_name}: cannot read {value!r} as a parameter count; write 8.03e9 or \"8.03B\""
+            ) from None
+    else:
+        raise ConfigError(f"{field_name}: expected a number such as 8.03e9 or \"8.03B\", got {value!r}")
+    if number <= 0:
+        raise ConfigError(f"{field_name}: a parameter count must be positive, got {value!r}")
+    return number
+
+
+def load_config(path: str | Path) -> CascadeConfig:
+    """Read and validate a TOML cascade configuration."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found: pass --config or set CASCADE_CONFIG") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(raw, base_dir=path.parent, source=path)
+
+
+def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None, source: Path | None = None) -> CascadeConfig:
+    """Validate a configuration already read into a mapping."""
+    unknown_top = set(raw) - {"tiers"}
+    if unknown_top:
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown_top)}: a config holds only [[tiers]]")
+    entries = raw.get("tiers")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("no tiers configured: add at least one [[tiers]] table with name, backend and model")
+    tiers = tuple(_parse_tier(entry, index, base_dir) for index, entry in enumerate(entries))
+    seen: set[str] = set()
+    for tier in tiers:
+        if tier.name in seen:
+            raise ConfigError(f"tiers[{tier.index}].name: {tier.name!r} is used twice; tier names must be unique")
+        seen.add(tier.name)
+    return CascadeConfig(tiers=tiers, source=source)
+
+
+def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
+    where = f"tiers[{index}]"
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where}: expected a table ([[tiers]]), got {type(entry).__name__}")
+    unknown = set(entry) - _TIER_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known keys are {sorted(_TIER_KEYS)}")
+    for required in ("name", "backend", "model"):
+        if not isinstance(entry.get(required), str) or not entry[required].strip():
+            raise ConfigError(f"{where}.{required}: required, a non-empty string")
+    name = entry["name"]
+    if not _NAME_RE.match(name):
+        raise ConfigError(
+            f"{where}.name: {name!r} is not usable as a queue name; use lowercase letters, digits, '-' or '_'"
+        )
+    where = f"tiers[{index}] ({name})"
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "backend": entry["backend"].strip(),
+        "model": _resolve_model(entry["model"].strip(), base_dir),
+        "index": index,
+    }
+    if "params" in entry:
+        kwargs["params"] = parse_count(entry["params"], field_name=f"{where}.params")
+    for key in ("tau_t", "tau_ik"):
+        if key in entry:
+            kwargs[key] = _probability(entry[key], f"{where}.{key}")
+    if "probe" in entry:
+        if not isinstance(entry["probe"], str) or not entry["probe"]:
+            raise ConfigError(f"{where}.probe: expected the path of a probe file")
+        kwargs["probe"] = str(_relative_to(Path(entry["probe"]), base_dir))
+    for key, minimum in (("probe_layer", 0), ("max_batch", 1), ("max_wait_ms", 0)):
+        if key in entry:
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"{where}.{key}: expected an integer >= {minimum}, got {value!r}")
+            kwargs[key] = value
+    if "device" in entry:
+        if not isinstance(entry["device"], str) or not _DEVICES.match(entry["device"]):
+            raise ConfigError(f"{where}.device: expected auto, cpu, cuda, cuda:N or mps, got {entry['device']!r}")
+        kwargs["device"] = entry["device"]
+    if "dtype" in entry:
+        if entry["dtype"] not in _DTYPES:
+            raise ConfigError(f"{where}.dtype: expected one of {', '.join(_DTYPES)}, got {entry['dtype']!r}")
+        kwargs["dtype"] = entry["dtype"]
+    if "chat_template" in entry:
+        value = entry["chat_template"]
+        if value == "auto":
+            value = None
+        elif not isinstance(value, bool):
+            raise ConfigError(f"{where}.chat_template: expected true, false or \"auto\", got {value!r}")
+        kwargs["chat_template"] = value
+    for key in ("price_in_usd_per_1m", "price_out_usd_per_1m"):
+        if key in entry:
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{where}.{key}: expected a price >= 0 in USD per million tokens, got {value!r}")
+            kwargs[key] = float(value)
+    if "options" in entry:
+        if not isinstance(entry["options"], Mapping):
+            raise ConfigError(f"{where}.options: expected a table of backend options")
+        kwargs["options"] = dict(entry["options"])
+    return Tier(**kwargs)
+
+
+def _probability(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{where}: expected a threshold between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _relative_to(path: Path, base_dir: Path | None) -> Path:
+    path = path.expanduser()
+    if path.is_absolute() or base_dir is None:
+        return path
+    return (base_dir / path).resolve()
+
+
+def _resolve_model(model: str, base_dir: Path | None) -> str:
+    """A relative local path is read against the config file's folder; ids pass unchanged."""
+    if ":" in model.split("/")[0] and not Path(model).exists():
+        return model  # a scheme such as tiny:llama-small
+    candidate = _relative_to(Path(model), base_dir)
+    if candidate.exists() or model.startswith((".", "~")) or model.endswith(".gguf"):
+        return str(candidate)
+    return model

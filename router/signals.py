@@ -1,0 +1,57 @@
+"""Confidence signals: P(T) from the answer token's probabilities, aggregation for long answers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class TokenConfidence:
+    """The chosen option letter and how sure the model was of it."""
+
+    answer: str
+    p_t: float  # full-vocabulary softmax probability of the chosen letter
+    p_t_options: float  # the same, renormalised over the option letters only
+
+
+def answer_from_letter_probs(letter_probs: Mapping[str, float]) -> TokenConfidence:
+    """Pick the most probable option letter.
+
+    `letter_probs` maps each option letter to its full-vocabulary probability (a letter spelled by
+    several tokens, "A" and " A", gets the sum of them). Ties go to the earlier letter.
+    """
+    if not letter_probs:
+        raise ValueError("no option letters to choose from")
+    answer = max(letter_probs, key=lambda letter: (letter_probs[letter], -ord(letter[0])))
+    p_t = float(letter_probs[answer])
+    total = float(sum(letter_probs.values()))
+    p_options = p_t / total if total > 0 else 1.0 / len(letter_probs)
+    return TokenConfidence(answer=answer, p_t=_clip(p_t), p_t_options=_clip(p_options))
+
+
+def answer_from_logprobs(letter_logprobs: Mapping[str, float]) -> TokenConfidence:
+    """The same choice from log-probabilities (as APIs report them)."""
+    return answer_from_letter_probs({k: math.exp(v) for k, v in letter_logprobs.items()})
+
+
+def aggregate_token_probs(probs: Sequence[float], how: str = "mean", quantile: float = 0.1) -> float:
+    """One confidence for a many-token answer: mean, min, or a low quantile of token probabilities."""
+    if not probs:
+        raise ValueError("no token probabilities to aggregate")
+    values = sorted(float(p) for p in probs)
+    if how == "mean":
+        return sum(values) / len(values)
+    if how == "min":
+        return values[0]
+    if how == "quantile":
+        position = quantile * (len(values) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(values) - 1)
+        return values[low] + (values[high] - values[low]) * (position - low)
+    raise ValueError(f"unknown aggregation {how!r}: use mean, min or quantile")
+
+
+def _clip(p: float) -> float:
+    return min(1.0, max(0.0, p))

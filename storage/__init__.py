@@ -1,0 +1,1 @@
+"""The database: SQLAlchemy models for jobs and attempts, the engine, and repository functions."""

@@ -1,0 +1,170 @@
+"""Tables `jobs` and `attempts`: the audit interface. Keep these names stable."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments a plain INTEGER primary key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class AttemptDecision(str, Enum):
+    ACCEPTED = "accepted"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Job(Base):
+    """One question, from submission to its final answer."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    question: Mapped[str] = mapped_column(Text)
+    choices: Mapped[list[str]] = mapped_column(JSON)
+    gold: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    pending_tier: Mapped[str | None] = mapped_column(String(64))  # the tier whose queue holds the job
+    answer: Mapped[str | None] = mapped_column(String(8))
+    final_tier: Mapped[str | None] = mapped_column(String(64))
+    tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    flops: Mapped[float] = mapped_column(Double, default=0.0)
+    cost_usd: Mapped[float] = mapped_column(Double, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Double, default=0.0)  # model time summed over attempts
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="job", order_by="Attempt.tier_index", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'done', 'failed')", name="status"),
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "external_id": self.external_id,
+            "status": self.status,
+            "question": self.question,
+            "choices": self.choices,
+            "gold": self.gold,
+            "answer": self.answer,
+            "final_tier": self.final_tier,
+            "pending_tier": self.pending_tier,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "flops": self.flops,
+            "cost_usd": self.cost_usd,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "path": [a.as_dict() for a in self.attempts],
+        }
+
+
+class Attempt(Base):
+    """One tier's try at one job: its answer, signals, thresholds, decision and cost."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"))
+    tier: Mapped[str] = mapped_column(String(64))
+    tier_index: Mapped[int] = mapped_column(SmallInteger)
+    model: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(String(8))
+    p_t: Mapped[float | None] = mapped_column(Double)
+    p_t_options: Mapped[float | None] = mapped_column(Double)
+    p_ik: Mapped[float | None] = mapped_column(Double)
+    tau_t: Mapped[float | None] = mapped_column(Double)
+    tau_ik: Mapped[float | None] = mapped_column(Double)
+    decision: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    flops: Mapped[float] = mapped_column(Double, default=0.0)
+    cost_usd: Mapped[float] = mapped_column(Double, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Double, default=0.0)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="attempts")
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "tier", name="uq_attempts_job_id_tier"),
+        CheckConstraint("decision IN ('accepted', 'escalated', 'failed')", name="decision"),
+        Index("ix_attempts_tier_decision", "tier", "decision"),
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tier": self.tier,
+            "model": self.model,
+            "answer": self.answer,
+            "p_t": self.p_t,
+            "p_t_options": self.p_t_options,
+            "p_ik": self.p_ik,
+            "tau_t": self.tau_t,
+            "tau_ik": self.tau_ik,
+            "decision": self.decision,
+            "reason": self.reason,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "flops": self.flops,
+            "cost_usd": self.cost_usd,
+            "latency_ms": self.latency_ms,
+            "worker": self.worker,
+            "error": self.error,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+        }

@@ -1,0 +1,308 @@
+"""Repository functions over `jobs` and `attempts`. Every write is idempotent under redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+
+from storage.models import Attempt, AttemptDecision, Job, JobStatus, utcnow
+
+
+@dataclass(frozen=True)
+class NewJob:
+    question: str
+    choices: list[str]
+    gold: str | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """What one tier did with one job, ready to be written."""
+
+    job_id: uuid.UUID
+    tier: str
+    tier_index: int
+    model: str
+    decision: str
+    answer: str | None = None
+    p_t: float | None = None
+    p_t_options: float | None = None
+    p_ik: float | None = None
+    tau_t: float | None = None
+    tau_ik: float | None = None
+    reason: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    flops: float = 0.0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    worker: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """The part of a job a tier needs to score it."""
+
+    id: uuid.UUID
+    question: str
+    choices: list[str]
+
+
+def _insert_for(session: Session, table):
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"database {dialect!r} is not supported: use PostgreSQL or SQLite")
+
+
+def add_jobs(session: Session, jobs: Sequence[NewJob], *, first_tier: str) -> list[tuple[uuid.UUID, bool]]:
+    """Insert jobs queued on the first tier. A repeated external id returns the existing job.
+
+    Returns (job id, created) for each input, in order.
+    """
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "external_id": job.external_id,
+            "question": job.question,
+            "choices": list(job.choices),
+            "gold": job.gold,
+            "status": JobStatus.QUEUED.value,
+            "pending_tier": first_tier,
+            "created_at": utcnow(),
+        }
+        for job in jobs
+    ]
+    if not rows:
+        return []
+    stmt = _insert_for(session, Job).on_conflict_do_nothing(index_elements=["external_id"]).returning(Job.id)
+    # executemany with RETURNING is batched by SQLAlchemy's "insertmanyvalues" on both dialects.
+    created = {row[0] for row in session.execute(stmt, rows).all()}
+    result = []
+    missing = [r["external_id"] for r in rows if r["id"] not in created]
+    existing = {}
+    if missing:
+        existing = dict(session.execute(select(Job.external_id, Job.id).where(Job.external_id.in_(missing))).all())
+    for row in rows:
+        if row["id"] in created:
+            result.append((row["id"], True))
+        else:
+            result.append((existing[row["external_id"]], False))
+    return result
+
+
+def pending_for_tier(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> list[PendingJob]:
+    """Jobs that are queued on `tier` and that this tier has not yet tried."""
+    ids = list(job_ids)
+    if not ids:
+        return []
+    tried = select(Attempt.job_id).where(Attempt.tier == tier, Attempt.job_id.in_(ids))
+    stmt = (
+        select(Job.id, Job.question, Job.choices)
+        .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value, Job.pending_tier == tier)
+        .where(Job.id.not_in(tried))
+    )
+    return [PendingJob(id=r.id, question=r.question, choices=list(r.choices)) for r in session.execute(stmt)]
+
+
+def forwarded_but_queued(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> dict[str, list[uuid.UUID]]:
+    """Jobs this tier already escalated that are still queued elsewhere: a redelivered message must
+    forward them again (the first delivery may have died between commit and enqueue)."""
+    ids = list(job_ids)
+    if not ids:
+        return {}
+    stmt = (
+        select(Job.pending_tier, Job.id)
+        .join(Attempt, (Attempt.job_id == Job.id) & (Attempt.tier == tier))
+        .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value)
+        .where(Attempt.decision == AttemptDecision.ESCALATED.value, Job.pending_tier != tier)
+    )
+    out: dict[str, list[uuid.UUID]] = {}
+    for pending_tier, job_id in session.execute(stmt):
+        out.setdefault(pending_tier, []).append(job_id)
+    return out
+
+
+def record_attempts(
+    session: Session, records: Sequence[AttemptRecord], *, next_tier: str | None
+) -> set[uuid.UUID]:
+    """Write attempts and move their jobs on. Returns the job ids whose attempt was new.
+
+    An attempt that already exists for (job, tier) is skipped along with its job update, so a
+    redelivered message never duplicates a row or counts a cost twice.
+    """
+    if not records:
+        return set()
+    stmt = (
+        _insert_for(session, Attempt)
+        .on_conflict_do_nothing(index_elements=["job_id", "tier"])
+        .returning(Attempt.job_id)
+    )
+    rows = [asdict(r) | {"created_at": utcnow()} for r in records]
+    inserted = {row[0] for row in session.execute(stmt, rows).all()}
+    by_decision: dict[str, list[AttemptRecord]] = {}
+    for record in records:
+        if record.job_id in inserted:
+            by_decision.setdefault(record.decision, []).append(record)
+
+    escalated = [r.job_id for r in by_decision.get(AttemptDecision.ESCALATED.value, [])]
+    if escalated:
+        if next_tier is None:
+            raise ValueError("the last tier cannot escalate")
+        session.execute(update(Job).where(Job.id.in_(escalated)).values(pending_tier=next_tier))
+
+    now = utcnow()
+    accepted = by_decision.get(AttemptDecision.ACCEPTED.value, [])
+    if accepted:
+        session.execute(
+            update(Job),
+            [
+                {
+                    "id": r.job_id,
+                    "status": JobStatus.DONE.value,
+                    "answer": r.answer,
+                    "final_tier": r.tier,
+                    "pending_tier": None,
+                    "finished_at": now,
+                }
+                for r in accepted
+            ],
+        )
+    failed = by_decision.get(AttemptDecision.FAILED.value, [])
+    if failed:
+        session.execute(
+            update(Job),
+            [
+                {
+                    "id": r.job_id,
+                    "status": JobStatus.FAILED.value,
+                    "error": f"{r.tier}: {r.error}",
+                    "pending_tier": None,
+                    "finished_at": now,
+                }
+                for r in failed
+            ],
+        )
+    finished = [r.job_id for r in accepted + failed]
+    if finished:
+        _roll_up_totals(session, finished)
+    return inserted
+
+
+def _roll_up_totals(session: Session, job_ids: list[uuid.UUID]) -> None:
+    """Job totals are sums over its attempts, never increments, so they cannot double-count."""
+    def total(column):
+        return (
+            select(func.coalesce(func.sum(column), 0)).where(Attempt.job_id == Job.id).scalar_subquery()
+        )
+
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids))
+        .values(
+            tokens_in=total(Attempt.tokens_in),
+            tokens_out=total(Attempt.tokens_out),
+            flops=total(Attempt.flops),
+            cost_usd=total(Attempt.cost_usd),
+            latency_ms=total(Attempt.latency_ms),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def fail_jobs(session: Session, job_ids: Iterable[uuid.UUID], *, tier: str, error: str) -> int:
+    """Mark still-queued jobs failed without an attempt (the tier could not run at all)."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    result = session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value, Job.pending_tier == tier)
+        .values(status=JobStatus.FAILED.value, error=f"{tier}: {error}", pending_tier=None, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    _roll_up_totals(session, ids)
+    return result.rowcount or 0
+
+
+def get_job(session: Session, job_id: uuid.UUID | str) -> Job | None:
+    job_uuid = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+    return session.scalars(select(Job).where(Job.id == job_uuid).options(selectinload(Job.attempts))).first()
+
+
+def find_job(session: Session, key: str) -> Job | None:
+    """A job by its id or by the caller's external id."""
+    try:
+        job = get_job(session, uuid.UUID(key))
+    except ValueError:
+        job = None
+    if job is None:
+        job = session.scalars(
+            select(Job).where(Job.external_id == key).options(selectinload(Job.attempts))
+        ).first()
+    return job
+
+
+def job_statuses(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    rows = session.execute(select(Job.id, Job.status).where(Job.id.in_(list(job_ids))))
+    return {r.id: r.status for r in rows}
+
+
+def stranded_jobs(session: Session, *, older_than_s: float, limit: int = 10_000) -> dict[str, list[uuid.UUID]]:
+    """Queued jobs untouched for a while, by the tier they wait on: what to re-enqueue after a broker loss."""
+    cutoff: datetime = utcnow() - timedelta(seconds=older_than_s)
+    last_attempt = (
+        select(func.max(Attempt.created_at)).where(Attempt.job_id == Job.id).scalar_subquery()
+    )
+    stmt = (
+        select(Job.pending_tier, Job.id)
+        .where(Job.status == JobStatus.QUEUED.value, Job.pending_tier.is_not(None))
+        .where(func.coalesce(last_attempt, Job.created_at) < cutoff)
+        .limit(limit)
+    )
+    out: dict[str, list[uuid.UUID]] = {}
+    for tier, job_id in session.execute(stmt):
+        out.setdefault(tier, []).append(job_id)
+    return out
+
+
+def summary(session: Session, job_ids: Sequence[uuid.UUID] | None = None) -> dict[str, Any]:
+    """Counts by job status and, per tier, answered/escalated/failed."""
+    jobs = select(Job.status, func.count()).group_by(Job.status)
+    attempts = select(Attempt.tier, Attempt.decision, func.count()).group_by(Attempt.tier, Attempt.decision)
+    if job_ids is not None:
+        ids = list(job_ids)
+        jobs = jobs.where(Job.id.in_(ids))
+        attempts = attempts.where(Attempt.job_id.in_(ids))
+    statuses = dict(session.execute(jobs).all())
+    tiers: dict[str, dict[str, int]] = {}
+    for tier, decision, count in session.execute(attempts):
+        tiers.setdefault(tier, {"accepted": 0, "escalated": 0, "failed": 0})[decision] = count
+    return {"statuses": statuses, "tiers": tiers}
+
+
+__all__ = [
+    "AttemptRecord",
+    "NewJob",
+    "PendingJob",
+    "add_jobs",
+    "fail_jobs",
+    "find_job",
+    "forwarded_but_queued",
+    "get_job",
+    "job_statuses",
+    "pending_for_tier",
+    "record_attempts",
+    "stranded_jobs",
+    "summary",
+]

@@ -1,0 +1,69 @@
+"""Tiny causal language models built from a config with random weights: real forward passes, no downloads.
+
+`tiny:NAME` names one: the weights are seeded from NAME, so every process builds the same model.
+Presets set the size; unknown names get the small shape. The tokenizer is a byte-level one built in
+code (256 byte tokens and three specials), so any text can be encoded.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+PRESETS: dict[str, dict[str, int]] = {
+    "small": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
+    "medium": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4},
+}
+SPECIALS = ("<pad>", "<s>", "</s>")
+CONTEXT_TOKENS = 4096
+# Random weights at the usual 0.02 scale give near-uniform next-token probabilities; a wider
+# initialisation gives confident and unsure answers, so routing has something to decide.
+INIT_STD = 0.6
+
+
+def is_tiny(model: str) -> bool:
+    return model.startswith("tiny:")
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {token: i for i, token in enumerate(SPECIALS)}
+    for char in sorted(alphabet):
+        vocab[char] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", model_max_length=CONTEXT_TOKENS
+    )
+    return tokenizer
+
+
+def build_model(model: str, tokenizer):
+    """A LlamaForCausalLM with seeded random weights for `tiny:NAME[-suffix]`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    name = model.split(":", 1)[1]
+    shape = PRESETS.get(name.split("-")[0], PRESETS["small"])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=CONTEXT_TOKENS,
+        num_key_value_heads=2,
+        initializer_range=INIT_STD,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+        **shape,
+    )
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(zlib.crc32(name.encode("utf-8")))
+    try:
+        net = LlamaForCausalLM(config)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    net.eval()
+    return net

@@ -1,0 +1,244 @@
+"""Local models through `transformers`: one forward pass per batch gives the answer, P(T) and the
+probe layer's hidden state (`logits_to_keep=1` and a forward hook, never all hidden states).
+
+Model sources: `tiny:NAME` (random weights built from a config), a local directory, a `.gguf` file
+(dequantised by transformers' GGUF loader), or a Hugging Face id already in the offline cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from router.prompts import Question, render, render_chat
+from workers.backends import tiny
+from workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
+
+_LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
+
+
+class TransformersBackend(Backend):
+    def load(self) -> None:
+        import torch
+
+        self._torch = torch
+        self._lock = threading.Lock()
+        self.device = self._pick_device()
+        self.dtype = self._pick_dtype()
+        self.load_tokenizer()
+        self.model = self._load_model()
+        self.model.to(device=self.device, dtype=self.dtype)
+        self.model.eval()
+        self.layers = _decoder_layers(self.model)
+        self.context_tokens = int(
+            getattr(self.model.config, "max_position_embeddings", None) or self.tokenizer.model_max_length
+        )
+        self._params = float(sum(p.numel() for p in self.model.parameters()))
+        self._letter_ids = {letter: self._letter_token_ids(letter) for letter in "ABCDEFGHIJ"}
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def _pick_device(self):
+        torch = self._torch
+        wanted = self.tier.device
+        if wanted == "auto":
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        if wanted.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(f"tier {self.tier.name}: device {wanted!r} asked for, but no CUDA device is visible")
+        return torch.device(wanted)
+
+    def _pick_dtype(self):
+        torch = self._torch
+        name = self.tier.dtype
+        if name == "auto":
+            name = "bfloat16" if self.device.type == "cuda" else "float32"
+        return getattr(torch, name)
+
+    def load_tokenizer(self) -> None:
+        """Only the tokenizer: enough to count tokens without loading weights."""
+        self.tokenizer = self._from_source(lambda where, kwargs: _auto_tokenizer(where, **kwargs), tiny.build_tokenizer)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.use_chat = self._use_chat_template()
+
+    def _load_model(self):
+        def from_pretrained(where, kwargs):
+            from transformers import AutoModelForCausalLM
+
+            return AutoModelForCausalLM.from_pretrained(where, dtype=self.dtype, **kwargs)
+
+        return self._from_source(from_pretrained, lambda: tiny.build_model(self.tier.model, self.tokenizer))
+
+    def _from_source(self, from_pretrained, build_tiny):
+        source = self.tier.model
+        try:
+            if tiny.is_tiny(source):
+                return build_tiny()
+            path = Path(source).expanduser()
+            if source.endswith(".gguf"):
+                if not path.is_file():
+                    raise BackendError(f"tier {self.tier.name}: GGUF file {path} not found")
+                return from_pretrained(str(path.parent), {"gguf_file": path.name})
+            if path.is_dir():
+                return from_pretrained(str(path), {})
+            return from_pretrained(source, {"local_files_only": True})
+        except BackendError:
+            raise
+        except (OSError, ValueError, ImportError, RuntimeError) as exc:
+            raise BackendError(
+                f"tier {self.tier.name}: cannot load model {source!r} ({type(exc).__name__}: {exc}). "
+                "Give a local directory, a .gguf file, a model in the offline Hugging Face cache, or tiny:NAME"
+            ) from exc
+
+    def _use_chat_template(self) -> bool:
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if self.tier.chat_template is None:
+            return has_template
+        if self.tier.chat_template and not has_template:
+            raise BackendError(f"tier {self.tier.name}: chat_template = true, but the model has no chat template")
+        return self.tier.chat_template
+
+    def _letter_token_ids(self, letter: str) -> list[int]:
+        ids = []
+        for spelling in (letter, " " + letter):
+            encoded = self.tokenizer.encode(spelling, add_special_tokens=False)
+            if len(encoded) == 1 and encoded[0] not in ids:
+                ids.append(encoded[0])
+        if not ids:
+            raise BackendError(f"tier {self.tier.name}: the tokenizer has no single token for the letter {letter!r}")
+        return ids
+
+    # -- facts -----------------------------------------------------------------------------------
+
+    @property
+    def params(self) -> float:
+        return float(self.tier.params or self._params)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.get_text_config().hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def default_layer(self) -> int:
+        return max(0, round(self.num_layers * 3 / 4) - 1)
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def encode(self, questions: Sequence[Question]) -> list[list[int]]:
+        if self.use_chat:
+            texts = [
+                self.tokenizer.apply_chat_template(render_chat(q), add_generation_prompt=True, tokenize=False)
+                for q in questions
+            ]
+            return [self.tokenizer.encode(t, add_special_tokens=False, verbose=False) for t in texts]
+        # verbose=False: prompts over the context are reported per job, not warned about here.
+        return [self.tokenizer.encode(render(q), add_special_tokens=True, verbose=False) for q in questions]
+
+    def count_tokens(self, questions: Sequence[Question]) -> list[int]:
+        return [len(ids) for ids in self.encode(questions)]
+
+    def score(self, questions: Sequence[Question], *, layer: int | None = None) -> list[ScoredAnswer | ItemFailure]:
+        encoded = self.encode(questions)
+        results: list[ScoredAnswer | ItemFailure | None] = [None] * len(questions)
+        runnable = []
+        for i, ids in enumerate(encoded):
+            if len(ids) >= self.context_tokens:
+                results[i] = ItemFailure(
+                    f"prompt is {len(ids)} tokens, longer than the model's context of {self.context_tokens}"
+                )
+            else:
+                runnable.append(i)
+        # Sorting by length before slicing into batches keeps padding small.
+        runnable.sort(key=lambda i: len(encoded[i]))
+        step = self.tier.max_batch
+        for start in range(0, len(runnable), step):
+            chunk = runnable[start : start + step]
+            scored = self._forward([encoded[i] for i in chunk], [questions[i] for i in chunk], layer)
+            for i, item in zip(chunk, scored):
+                results[i] = item
+        return results  # type: ignore[return-value]
+
+    def _forward(self, batch: list[list[int]], questions: list[Question], layer: int | None) -> list[ScoredAnswer]:
+        torch = self._torch
+        width = max(len(ids) for ids in batch)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[row, width - len(ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        captured: dict[str, object] = {}
+        handle = None
+        if layer is not None:
+            if not 0 <= layer < len(self.layers):
+                raise BackendError(f"tier {self.tier.name}: layer {layer} out of range 0..{len(self.layers) - 1}")
+
+            def keep_last_token(_module, _inputs, output):
+                hidden = output[0] if isinstance(output, tuple) else output
+                captured["hidden"] = hidden[:, -1, :].float().cpu()
+
+            handle = self.layers[layer].register_forward_hook(keep_last_token)
+        try:
+            with self._lock, torch.inference_mode():
+                out = self.model(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    position_ids=positions.to(self.device),
+                    logits_to_keep=1,
+                    use_cache=False,
+                )
+                probs = torch.softmax(out.logits[:, -1, :].float(), dim=-1)
+                letters = "ABCDEFGHIJ"
+                letter_probs = torch.stack(
+                    [probs[:, self._letter_ids[letter]].sum(-1) for letter in letters], dim=-1
+                ).cpu().numpy()
+        finally:
+            if handle is not None:
+                handle.remove()
+        hidden = captured.get("hidden")
+        hidden_np = hidden.numpy() if hidden is not None else None
+        return [
+            _scored(q, letter_probs[row], len(batch[row]), None if hidden_np is None else hidden_np[row])
+            for row, q in enumerate(questions)
+        ]
+
+
+def _auto_tokenizer(where: str, **kwargs):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(where, **kwargs)
+
+
+def _scored(question: Question, letter_probs: np.ndarray, tokens_in: int, hidden) -> ScoredAnswer:
+    from router.signals import answer_from_letter_probs
+
+    probs = {letter: float(letter_probs[i]) for i, letter in enumerate(question.letters)}
+    confidence = answer_from_letter_probs(probs)
+    return ScoredAnswer(
+        answer=confidence.answer,
+        p_t=confidence.p_t,
+        p_t_options=confidence.p_t_options,
+        tokens_in=tokens_in,
+        tokens_out=1,
+        hidden=hidden,
+    )
+
+
+def _decoder_layers(model):
+    for dotted in _LAYER_PATHS:
+        node = model
+        for part in dotted.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        if node is not None and len(node) > 0:
+            return node
+    raise BackendError(f"cannot find the decoder layers of {type(model).__name__} to attach the P(IK) probe")

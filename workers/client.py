@@ -1,0 +1,144 @@
+"""The Python API for applications: submit questions, fetch results.
+
+    from workers.client import Cascade
+    cascade = Cascade()                      # config, broker and database from the environment
+    job_id = cascade.submit("2 + 2 = ?", choices=["3", "4"], external_id="q-1")
+    print(cascade.result(job_id, timeout=60)["answer"])
+
+A producer needs neither torch nor a model: it writes the job row, then enqueues it on the first tier.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from router.config import CascadeConfig
+from router.prompts import make_question, normalise_gold
+from storage.engine import session_scope
+from storage.models import JobStatus
+from storage.repository import NewJob, add_jobs, find_job, job_statuses
+from workers.app import create_app
+from workers.dispatch import send_jobs
+from workers.settings import Settings, resolve
+
+
+class JobNotFound(LookupError):
+    """No job has that id or external id."""
+
+
+class Cascade:
+    """A handle on one cascade deployment (its config, broker and database)."""
+
+    def __init__(
+        self,
+        config: str | Path | CascadeConfig | None = None,
+        *,
+        broker_url: str | None = None,
+        database_url: str | None = None,
+        settings: Settings | None = None,
+        app=None,
+    ):
+        self.settings = settings or resolve(config, broker_url=broker_url, database_url=database_url)
+        self._app = app
+
+    @cached_property
+    def app(self):
+        return self._app or create_app(self.settings)
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.require_database()
+
+    def submit(
+        self,
+        question: str,
+        choices: Sequence[str] | Mapping[str, str],
+        *,
+        external_id: str | None = None,
+        gold: str | int | None = None,
+    ) -> str:
+        """Queue one question; returns its job id. A repeated external_id returns the first job's id."""
+        return self.submit_many([{"question": question, "choices": choices, "external_id": external_id, "gold": gold}])[0]
+
+    def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Queue many questions in one transaction and as few messages as possible."""
+        new_jobs = []
+        for item in items:
+            question = make_question(item.get("question"), item.get("choices"))
+            new_jobs.append(
+                NewJob(
+                    question=question.text,
+                    choices=list(question.choices),
+                    gold=normalise_gold(item.get("gold"), question),
+                    external_id=None if item.get("external_id") is None else str(item["external_id"]),
+                )
+            )
+        first = self.settings.config.first
+        with session_scope(self.database_url) as session:
+            added = add_jobs(session, new_jobs, first_tier=first.name)
+        # Commit first, then enqueue: a lost message leaves a queued row that `cascade redrive` resends.
+        fresh = [job_id for job_id, created in added if created]
+        if fresh:
+            send_jobs(self.app, first, fresh)
+        return [str(job_id) for job_id, _ in added]
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """The job with its path through the tiers, as a dict; raises JobNotFound."""
+        with session_scope(self.database_url) as session:
+            job = find_job(session, str(job_id))
+            if job is None:
+                raise JobNotFound(f"no job with id or external id {job_id!r}")
+            return job.as_dict()
+
+    def result(self, job_id: str, timeout: float | None = None, poll_s: float = 0.05) -> dict[str, Any]:
+        """Wait until the job is done or failed and return it; TimeoutError after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll_s
+        while True:
+            job = self.status(job_id)
+            if job["status"] != JobStatus.QUEUED.value:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still queued on tier {job['pending_tier']} after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def wait_all(self, job_ids: Sequence[str], timeout: float | None = None, on_progress=None) -> dict[str, str]:
+        """Wait for many jobs; returns their final statuses. `on_progress(finished, total)` is called as they end."""
+        ids = [uuid.UUID(str(j)) for j in job_ids]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with session_scope(self.database_url) as session:
+                statuses = job_statuses(session, ids)
+            finished = sum(1 for s in statuses.values() if s != JobStatus.QUEUED.value)
+            if on_progress:
+                on_progress(finished, len(ids))
+            if finished == len(ids):
+                return {str(k): v for k, v in statuses.items()}
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{len(ids) - finished} of {len(ids)} jobs still queued after {timeout} s")
+            time.sleep(0.1)
+
+
+_default: Cascade | None = None
+
+
+def _client() -> Cascade:
+    global _default
+    if _default is None:
+        _default = Cascade()
+    return _default
+
+
+def submit(question: str, choices: Sequence[str] | Mapping[str, str], *, external_id: str | None = None, gold=None) -> str:
+    """Queue a question on the cascade configured by the environment; returns the job id."""
+    return _client().submit(question, choices, external_id=external_id, gold=gold)
+
+
+def result(job_id: str, timeout: float | None = None) -> dict[str, Any]:
+    """Wait for a job submitted with `submit` and return it."""
+    return _client().result(job_id, timeout=timeout)

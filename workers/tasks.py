@@ -1,0 +1,71 @@
+"""The tier task: score the jobs in a message, write the attempts, then forward the unsure ones."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from typing import Any
+
+from router.errors import ConfigError, ProbeError
+from storage.engine import session_scope
+from storage.models import AttemptDecision
+from storage.repository import fail_jobs, forwarded_but_queued, pending_for_tier, record_attempts
+from workers.app import SCORE_TASK
+from workers.backends import BackendError
+from workers.dispatch import send_jobs
+from workers.scoring import scorer_for
+from workers.settings import Settings
+
+log = logging.getLogger("cascade.tasks")
+MAX_RETRIES = 5
+
+
+def run_step(app, settings: Settings, tier_name: str, job_ids: list[str]) -> dict[str, Any]:
+    """Score, decide, commit, then enqueue on the next tier. Safe to run twice for the same message."""
+    config = settings.config
+    tier = config.tier(tier_name)
+    next_tier = config.next_tier(tier)
+    ids = [uuid.UUID(str(job_id)) for job_id in job_ids]
+    url = settings.require_database()
+    with session_scope(url) as session:
+        pending = pending_for_tier(session, ids, tier.name)
+        # Jobs escalated by an earlier delivery that died before it could enqueue them.
+        reforward = forwarded_but_queued(session, ids, tier.name)
+    records = scorer_for(config, tier.name).run(pending) if pending else []
+    with session_scope(url) as session:
+        inserted = record_attempts(session, records, next_tier=next_tier.name if next_tier else None)
+    escalated = [r.job_id for r in records if r.decision == AttemptDecision.ESCALATED.value and r.job_id in inserted]
+    if escalated and next_tier is not None:
+        reforward.setdefault(next_tier.name, []).extend(escalated)
+    for target, target_ids in reforward.items():
+        send_jobs(app, config.tier(target), list(dict.fromkeys(target_ids)))
+    counts = Counter(r.decision for r in records if r.job_id in inserted)
+    return {"tier": tier.name, "scored": len(records), "skipped": len(ids) - len(pending), **counts}
+
+
+def register(app, settings: Settings) -> None:
+    @app.task(name=SCORE_TASK, bind=True, max_retries=MAX_RETRIES)
+    def score(self, tier_name: str, job_ids: list[str]) -> dict[str, Any]:
+        try:
+            return run_step(app, settings, tier_name, job_ids)
+        except (BackendError, ProbeError, ConfigError) as exc:
+            # Permanent: retrying cannot help. Fail the jobs with the reason instead of losing them.
+            log.error("tier %s cannot score %d job(s): %s", tier_name, len(job_ids), exc)
+            _fail(settings, tier_name, job_ids, str(exc))
+            return {"tier": tier_name, "failed": len(job_ids), "error": str(exc)}
+        except Exception as exc:
+            if self.request.retries < MAX_RETRIES:
+                log.warning("tier %s: %s; retrying (%d)", tier_name, exc, self.request.retries + 1)
+                raise self.retry(exc=exc, countdown=min(30, 2**self.request.retries))
+            log.exception("tier %s: giving up on %d job(s)", tier_name, len(job_ids))
+            _fail(settings, tier_name, job_ids, f"{type(exc).__name__}: {exc}")
+            return {"tier": tier_name, "failed": len(job_ids), "error": str(exc)}
+
+
+def _fail(settings: Settings, tier_name: str, job_ids: list[str], error: str) -> None:
+    try:
+        with session_scope(settings.require_database()) as session:
+            fail_jobs(session, [uuid.UUID(str(i)) for i in job_ids], tier=tier_name, error=error)
+    except Exception:  # the jobs stay queued in the database; `cascade redrive` picks them up
+        log.exception("could not record the failure of %d job(s)", len(job_ids))
