@@ -25,7 +25,12 @@ def create_app(settings: Settings) -> Celery:
         task_default_queue=config.first.queue,
         task_create_missing_queues=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            # A message unacked for this long (its worker died) goes back to the queue.
+            "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 3)),
+            "unacked_restore_throttle": 1,
+        },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         enable_utc=True,

@@ -1,0 +1,94 @@
+"""Workers that die, refuse to start, or lose their broker messages: no job is lost or doubled."""
+
+import time
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from storage.engine import session_scope
+from storage.models import Attempt
+from storage.repository import NewJob, add_jobs
+from tests.integration.conftest import CONFIGS, Cluster, cascade_env, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_killed_workers_message_is_redelivered_and_answered_once(redis_url, database_url, tmp_path):
+    cluster = Cluster(CONFIGS / "slow.toml", redis_url, database_url, tmp_path, CASCADE_VISIBILITY_TIMEOUT_S="3")
+    try:
+        first = cluster.start("slow")
+        first.wait_ready(cluster.client.app)
+        job_id = cluster.client.submit("Will this survive a crash?", ["yes", "no"])
+        time.sleep(1.5)  # the worker holds the message, unacked, inside its 4 s "forward pass"
+        first.kill()
+        assert cluster.client.status(job_id)["status"] == "queued"
+        second = cluster.start("slow")
+        second.wait_ready(cluster.client.app)
+        job = cluster.client.result(job_id, timeout=60)
+        assert job["status"] == "done" and len(job["path"]) == 1
+        assert job["path"][0]["worker"]
+    finally:
+        cluster.stop()
+
+
+def test_thresholds_split_traffic_and_every_decision_matches_its_signals(redis_url, database_url, tmp_path):
+    cluster = Cluster(CONFIGS / "null.toml", redis_url, database_url, tmp_path).start_all()
+    try:
+        items = [{"question": f"Synthetic question {i}?", "choices": ["a", "b", "c", "d"]} for i in range(200)]
+        job_ids = cluster.client.submit_many(items)
+        statuses = cluster.client.wait_all(job_ids, timeout=120)
+        assert set(statuses.values()) == {"done"}
+        with session_scope(database_url) as s:
+            rows = s.execute(
+                select(Attempt.tier, Attempt.decision, Attempt.p_t, Attempt.tau_t, Attempt.flops, Attempt.tokens_in)
+                .where(Attempt.job_id.in_([uuid.UUID(j) for j in job_ids]))
+            ).all()
+        small = [r for r in rows if r.tier == "null-small"]
+        large = [r for r in rows if r.tier == "null-large"]
+        assert len(small) == 200
+        escalated = [r for r in small if r.decision == "escalated"]
+        assert all((r.p_t >= 0.5) == (r.decision == "accepted") for r in small)
+        assert 60 <= len(escalated) <= 140  # uniform P(T), tau 0.5
+        assert len(large) == len(escalated) and all(r.decision == "accepted" for r in large)
+        assert all(r.flops == 2 * 70e9 * (r.tokens_in + 1) for r in large)
+    finally:
+        cluster.stop()
+
+
+def test_redrive_resends_jobs_that_the_broker_lost(redis_url, database_url, tmp_path):
+    cluster = Cluster(CONFIGS / "null.toml", redis_url, database_url, tmp_path).start_all()
+    try:
+        with session_scope(database_url) as s:  # rows committed, messages never sent (Redis restarted empty)
+            ids = [str(j) for j, _ in add_jobs(s, [NewJob(f"Lost {i}?", ["a", "b"]) for i in range(5)], first_tier="null-small")]
+        dry = run_cli(["redrive", "--older-than", "0", "--dry-run"], cluster.env)
+        assert dry.returncode == 0 and "would re-enqueue" in dry.stdout
+        assert cluster.client.status(ids[0])["status"] == "queued"
+        done = run_cli(["redrive", "--older-than", "0"], cluster.env)
+        assert done.returncode == 0 and "re-enqueued" in done.stdout
+        assert set(cluster.client.wait_all(ids, timeout=60).values()) == {"done"}
+        with session_scope(database_url) as s:
+            per_job = s.execute(
+                select(func.count()).select_from(Attempt).where(Attempt.job_id.in_([uuid.UUID(i) for i in ids])).group_by(Attempt.job_id, Attempt.tier)
+            ).scalars().all()
+        assert set(per_job) == {1}
+    finally:
+        cluster.stop()
+
+
+def test_worker_start_up_errors_name_the_problem(redis_url, database_url, tmp_path):
+    env = cascade_env(redis_url, database_url, CONFIGS / "null.toml")
+    unknown = run_cli(["worker", "--tier", "huge"], env, timeout=120)
+    assert unknown.returncode == 2
+    assert "unknown tier 'huge': configured tiers are null-small, null-large" in unknown.stderr
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text(f'[[tiers]]\nname = "a"\nbackend = "transformers"\nmodel = "{tmp_path}/missing.gguf"\n')
+    unloadable = run_cli(["worker", "--tier", "a"], cascade_env(redis_url, database_url, broken), timeout=120)
+    assert unloadable.returncode == 3
+    assert "GGUF file" in unloadable.stderr and "not found" in unloadable.stderr
+
+    invalid = tmp_path / "invalid.toml"
+    invalid.write_text('[[tiers]]\nname = "a"\nbackend = "transformers"\nmodel = "m"\ntau_t = 2\n')
+    refused = run_cli(["tiers"], cascade_env(redis_url, database_url, invalid))
+    assert refused.returncode == 2 and "tiers[0] (a).tau_t: expected a threshold between 0 and 1" in refused.stderr
