@@ -45,6 +45,19 @@ class JobStatus(str, Enum):
     QUEUED = "queued"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BatchStatus(str, Enum):
+    """The lifecycle of a batch run, as in the OpenAI Batch API."""
+
+    VALIDATING = "validating"  # rows are being read and queued
+    IN_PROGRESS = "in_progress"  # every row is in; jobs are running
+    FINALIZING = "finalizing"  # every job has ended; totals are being settled
+    COMPLETED = "completed"
+    FAILED = "failed"  # the input could not be read at all
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
 
 
 class AttemptDecision(str, Enum):
@@ -64,6 +77,9 @@ class Job(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("batches.id", ondelete="CASCADE"))
+    row_id: Mapped[str | None] = mapped_column(String(255))  # the row's id in the batch's input file
+    row_index: Mapped[int | None] = mapped_column(BigInteger)  # its position in the file, from 0
     question: Mapped[str] = mapped_column(Text)
     choices: Mapped[list[str]] = mapped_column(JSON)
     gold: Mapped[str | None] = mapped_column(String(8))
@@ -85,14 +101,18 @@ class Job(Base):
     )
 
     __table_args__ = (
-        CheckConstraint("status IN ('queued', 'done', 'failed')", name="status"),
+        CheckConstraint("status IN ('queued', 'done', 'failed', 'cancelled')", name="status"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
+        UniqueConstraint("batch_id", "row_id", name="uq_jobs_batch_id_row_id"),
+        Index("ix_jobs_batch_id_status", "batch_id", "status"),
     )
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": str(self.id),
             "external_id": self.external_id,
+            "batch_id": str(self.batch_id) if self.batch_id else None,
+            "row_id": self.row_id,
             "status": self.status,
             "question": self.question,
             "choices": self.choices,
@@ -110,6 +130,31 @@ class Job(Base):
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "path": [a.as_dict() for a in self.attempts],
         }
+
+
+class Batch(Base):
+    """An offline dataset pushed through the cascade; its jobs carry its id and their row ids."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.VALIDATING.value)
+    source: Mapped[str | None] = mapped_column(Text)
+    id_field: Mapped[str] = mapped_column(String(255), default="id")
+    rows_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_rejected: Mapped[int] = mapped_column(BigInteger, default=0)  # duplicate ids: no job row
+    errors: Mapped[list[str]] = mapped_column(JSON, default=list)  # the first submit-time errors
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('validating', 'in_progress', 'finalizing', 'completed', 'failed', 'cancelling', 'cancelled')",
+            name="status",
+        ),
+    )
 
 
 class Attempt(Base):

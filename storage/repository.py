@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import String, Text, Uuid, bindparam, column, func, select, update, values
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -56,7 +56,7 @@ class PendingJob:
     choices: list[str]
 
 
-def _insert_for(session: Session, table):
+def insert_for_dialect(session: Session, table):
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(table)
@@ -85,7 +85,7 @@ def add_jobs(session: Session, jobs: Sequence[NewJob], *, first_tier: str) -> li
     ]
     if not rows:
         return []
-    stmt = _insert_for(session, Job).on_conflict_do_nothing(index_elements=["external_id"]).returning(Job.id)
+    stmt = insert_for_dialect(session, Job).on_conflict_do_nothing(index_elements=["external_id"]).returning(Job.id)
     # executemany with RETURNING is batched by SQLAlchemy's "insertmanyvalues" on both dialects.
     created = {row[0] for row in session.execute(stmt, rows).all()}
     result = []
@@ -144,7 +144,7 @@ def record_attempts(
     if not records:
         return set()
     stmt = (
-        _insert_for(session, Attempt)
+        insert_for_dialect(session, Attempt)
         .on_conflict_do_nothing(index_elements=["job_id", "tier"])
         .returning(Attempt.job_id)
     )
@@ -155,43 +155,30 @@ def record_attempts(
         if record.job_id in inserted:
             by_decision.setdefault(record.decision, []).append(record)
 
+    queued = Job.status == JobStatus.QUEUED.value  # a cancelled job stays cancelled
     escalated = [r.job_id for r in by_decision.get(AttemptDecision.ESCALATED.value, [])]
     if escalated:
         if next_tier is None:
             raise ValueError("the last tier cannot escalate")
-        session.execute(update(Job).where(Job.id.in_(escalated)).values(pending_tier=next_tier))
+        session.execute(
+            update(Job).where(Job.id.in_(escalated), queued).values(pending_tier=next_tier)
+            .execution_options(synchronize_session=False)
+        )
 
     now = utcnow()
     accepted = by_decision.get(AttemptDecision.ACCEPTED.value, [])
     if accepted:
-        session.execute(
-            update(Job),
-            [
-                {
-                    "id": r.job_id,
-                    "status": JobStatus.DONE.value,
-                    "answer": r.answer,
-                    "final_tier": r.tier,
-                    "pending_tier": None,
-                    "finished_at": now,
-                }
-                for r in accepted
-            ],
+        _update_queued_jobs(
+            session,
+            [{"job_id": r.job_id, "answer": r.answer} for r in accepted],
+            {"status": JobStatus.DONE.value, "final_tier": accepted[0].tier, "pending_tier": None, "finished_at": now},
         )
     failed = by_decision.get(AttemptDecision.FAILED.value, [])
     if failed:
-        session.execute(
-            update(Job),
-            [
-                {
-                    "id": r.job_id,
-                    "status": JobStatus.FAILED.value,
-                    "error": f"{r.tier}: {r.error}",
-                    "pending_tier": None,
-                    "finished_at": now,
-                }
-                for r in failed
-            ],
+        _update_queued_jobs(
+            session,
+            [{"job_id": r.job_id, "error": f"{r.tier}: {r.error}"} for r in failed],
+            {"status": JobStatus.FAILED.value, "pending_tier": None, "finished_at": now},
         )
     finished = [r.job_id for r in accepted + failed]
     if finished:
@@ -199,22 +186,58 @@ def record_attempts(
     return inserted
 
 
+def _update_queued_jobs(session: Session, rows: list[dict[str, Any]], fixed: dict[str, Any]) -> None:
+    """Set per-job values (`rows`, keyed by job_id) plus `fixed` ones on jobs that are still queued.
+
+    PostgreSQL gets one UPDATE ... FROM (VALUES ...); other databases an executemany.
+    """
+    per_row = [key for key in rows[0] if key != "job_id"]
+    queued = Job.status == JobStatus.QUEUED.value
+    if session.get_bind().dialect.name == "postgresql":
+        types = {"answer": String, "error": Text}
+        table = values(column("job_id", Uuid), *(column(k, types[k]) for k in per_row), name="v").data(
+            [tuple(row[k] for k in ("job_id", *per_row)) for row in rows]
+        )
+        stmt = (
+            update(Job)
+            .where(Job.id == table.c.job_id, queued)
+            .values(**fixed, **{k: table.c[k] for k in per_row})
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(stmt)
+        return
+    stmt = (
+        update(Job.__table__)
+        .where(Job.__table__.c.id == bindparam("b_job_id"), Job.__table__.c.status == JobStatus.QUEUED.value)
+        .values(**fixed, **{k: bindparam(f"b_{k}") for k in per_row})
+    )
+    session.connection().execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+
+
 def _roll_up_totals(session: Session, job_ids: list[uuid.UUID]) -> None:
     """Job totals are sums over its attempts, never increments, so they cannot double-count."""
-    def total(column):
-        return (
-            select(func.coalesce(func.sum(column), 0)).where(Attempt.job_id == Job.id).scalar_subquery()
+    totals = (
+        select(
+            Attempt.job_id,
+            func.sum(Attempt.tokens_in).label("tokens_in"),
+            func.sum(Attempt.tokens_out).label("tokens_out"),
+            func.sum(Attempt.flops).label("flops"),
+            func.sum(Attempt.cost_usd).label("cost_usd"),
+            func.sum(Attempt.latency_ms).label("latency_ms"),
         )
-
+        .where(Attempt.job_id.in_(job_ids))
+        .group_by(Attempt.job_id)
+        .subquery("totals")
+    )
     session.execute(
         update(Job)
-        .where(Job.id.in_(job_ids))
+        .where(Job.id == totals.c.job_id)
         .values(
-            tokens_in=total(Attempt.tokens_in),
-            tokens_out=total(Attempt.tokens_out),
-            flops=total(Attempt.flops),
-            cost_usd=total(Attempt.cost_usd),
-            latency_ms=total(Attempt.latency_ms),
+            tokens_in=totals.c.tokens_in,
+            tokens_out=totals.c.tokens_out,
+            flops=totals.c.flops,
+            cost_usd=totals.c.cost_usd,
+            latency_ms=totals.c.latency_ms,
         )
         .execution_options(synchronize_session=False)
     )

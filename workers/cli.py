@@ -320,5 +320,9 @@ def demo(ctx: Context, limit: int | None, reference: bool, timeout: float, as_js
         sys.exit(EXIT_FAILED)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def _register_subcommands() -> None:
+    # Imported for their side effect of adding command groups to `main`.
+    import workers.cli_batch  # noqa: F401
+
+
+_register_subcommands()

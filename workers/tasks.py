@@ -14,6 +14,7 @@ from storage.repository import fail_jobs, forwarded_but_queued, pending_for_tier
 from workers.app import SCORE_TASK
 from workers.backends import BackendError
 from workers.dispatch import send_jobs
+from workers.drain import drainer_for
 from workers.scoring import scorer_for
 from workers.settings import Settings
 
@@ -47,20 +48,44 @@ def run_step(app, settings: Settings, tier_name: str, job_ids: list[str]) -> dic
 def register(app, settings: Settings) -> None:
     @app.task(name=SCORE_TASK, bind=True, max_retries=MAX_RETRIES)
     def score(self, tier_name: str, job_ids: list[str]) -> dict[str, Any]:
+        drained = _drain(app, settings, tier_name, job_ids)
+        all_ids = list(job_ids) + [job_id for d in drained for job_id in d.job_ids]
         try:
-            return run_step(app, settings, tier_name, job_ids)
+            outcome = run_step(app, settings, tier_name, all_ids)
         except (BackendError, ProbeError, ConfigError) as exc:
             # Permanent: retrying cannot help. Fail the jobs with the reason instead of losing them.
-            log.error("tier %s cannot score %d job(s): %s", tier_name, len(job_ids), exc)
-            _fail(settings, tier_name, job_ids, str(exc))
-            return {"tier": tier_name, "failed": len(job_ids), "error": str(exc)}
+            log.error("tier %s cannot score %d job(s): %s", tier_name, len(all_ids), exc)
+            _fail(settings, tier_name, all_ids, str(exc))
+            outcome = {"tier": tier_name, "failed": len(all_ids), "error": str(exc)}
         except Exception as exc:
             if self.request.retries < MAX_RETRIES:
+                for d in drained:
+                    d.give_back()
                 log.warning("tier %s: %s; retrying (%d)", tier_name, exc, self.request.retries + 1)
                 raise self.retry(exc=exc, countdown=min(30, 2**self.request.retries))
-            log.exception("tier %s: giving up on %d job(s)", tier_name, len(job_ids))
-            _fail(settings, tier_name, job_ids, f"{type(exc).__name__}: {exc}")
-            return {"tier": tier_name, "failed": len(job_ids), "error": str(exc)}
+            log.exception("tier %s: giving up on %d job(s)", tier_name, len(all_ids))
+            _fail(settings, tier_name, all_ids, f"{type(exc).__name__}: {exc}")
+            outcome = {"tier": tier_name, "failed": len(all_ids), "error": str(exc)}
+        for d in drained:
+            d.ack()
+        outcome["messages"] = 1 + len(drained)
+        return outcome
+
+
+def _drain(app, settings: Settings, tier_name: str, job_ids: list[str]) -> list:
+    """More waiting messages for the same tier, up to its max_batch, within its max_wait_ms."""
+    try:
+        tier = settings.config.tier(tier_name)
+    except ConfigError:
+        return []
+    room = tier.max_batch - len(job_ids)
+    if room <= 0 or tier.max_wait_ms <= 0:
+        return []
+    try:
+        return drainer_for(app, tier).take(room, tier.max_wait_ms / 1000.0)
+    except Exception:  # draining is an optimisation; the message in hand is still scored
+        log.warning("tier %s: could not drain more messages", tier_name, exc_info=True)
+        return []
 
 
 def _fail(settings: Settings, tier_name: str, job_ids: list[str], error: str) -> None:

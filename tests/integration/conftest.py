@@ -105,7 +105,7 @@ def cascade_env(broker_url: str, database_url: str, config: Path, **extra: str) 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "workers", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -118,7 +118,7 @@ class WorkerProcess:
         self.log_path = log_dir / f"{self.hostname}.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker", "--tier", tier, "--hostname", self.hostname, "--loglevel", "INFO"],
+            [sys.executable, "-m", "workers", "worker", "--tier", tier, "--hostname", self.hostname, "--loglevel", "INFO"],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

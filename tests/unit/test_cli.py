@@ -11,7 +11,7 @@ import pytest
 def cli(*args, **env):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args], env=clean | env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "workers", *args], env=clean | env, capture_output=True, text=True, timeout=600
     )
 
 

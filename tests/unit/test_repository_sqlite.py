@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.engine import session_scope
-from storage.migrate import current, upgrade
+from storage.migrate import current, head, upgrade
 from storage.models import Attempt, Job
 from storage.repository import (
     AttemptRecord,
@@ -25,7 +25,7 @@ from storage.repository import (
 def db(tmp_path):
     url = f"sqlite:///{tmp_path}/t.sqlite"
     upgrade(url)
-    assert current(url) == "0001"
+    assert current(url) == head()
     return url
 
 

@@ -1,0 +1,290 @@
+"""Batch runs in the database: creating or resuming a batch, fast idempotent row inserts, counts,
+the lifecycle, cancellation, and the export stream."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session, selectinload
+
+from storage.models import Batch, BatchStatus, Job, JobStatus, utcnow
+from storage.repository import insert_for_dialect
+
+MAX_STORED_ERRORS = 100
+
+
+class BatchError(Exception):
+    """A batch cannot be created, found or changed as asked."""
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One input row to store: valid (question set) or failed (error set)."""
+
+    index: int
+    row_id: str
+    question: str = ""
+    choices: list[str] | None = None
+    gold: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class InsertOutcome:
+    new: list[tuple[uuid.UUID, BatchRow]] = field(default_factory=list)  # rows stored by this call
+    resumed: list[uuid.UUID] = field(default_factory=list)  # stored earlier, still waiting on the first tier
+    duplicates: list[str] = field(default_factory=list)  # error messages for repeated row ids
+
+
+def create_or_resume(session: Session, *, name: str, source: str, id_field: str) -> tuple[Batch, bool]:
+    """The batch called `name`, created if new. Returns (batch, resumed)."""
+    batch = session.scalars(select(Batch).where(Batch.name == name)).first()
+    if batch is not None:
+        if batch.status in (BatchStatus.CANCELLING.value, BatchStatus.CANCELLED.value):
+            raise BatchError(f"batch {name!r} was cancelled; submit under another --name")
+        if batch.id_field != id_field:
+            raise BatchError(f"batch {name!r} was submitted with --id-field {batch.id_field!r}, not {id_field!r}")
+        if batch.status == BatchStatus.FAILED.value:
+            batch.status = BatchStatus.VALIDATING.value
+        return batch, True
+    batch = Batch(
+        id=uuid.uuid4(),
+        name=name,
+        status=BatchStatus.VALIDATING.value,
+        source=source,
+        id_field=id_field,
+        rows_read=0,
+        rows_rejected=0,
+        errors=[],
+        created_at=utcnow(),
+    )
+    session.add(batch)
+    session.flush()
+    return batch, False
+
+
+def get_batch(session: Session, name_or_id: str) -> Batch:
+    stmt = select(Batch).where(Batch.name == name_or_id)
+    try:
+        stmt = select(Batch).where((Batch.name == name_or_id) | (Batch.id == uuid.UUID(name_or_id)))
+    except ValueError:
+        pass
+    batch = session.scalars(stmt).first()
+    if batch is None:
+        raise BatchError(f"no batch named {name_or_id!r}: see `cascade batch list`")
+    return batch
+
+
+def insert_rows(session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow], *, first_tier: str) -> InsertOutcome:
+    """Store rows as jobs, skipping row ids already stored (a resumed run) and reporting repeats."""
+    outcome = InsertOutcome()
+    if not rows:
+        return outcome
+    # Within one window, the first occurrence of an id wins; later ones are duplicates.
+    first_seen: dict[str, BatchRow] = {}
+    unique_rows: list[BatchRow] = []
+    for row in rows:
+        if row.row_id in first_seen:
+            outcome.duplicates.append(_duplicate(row, first_seen[row.row_id].index))
+        else:
+            first_seen[row.row_id] = row
+            unique_rows.append(row)
+    now = utcnow()
+    records = [
+        {
+            "id": uuid.uuid4(),
+            "batch_id": batch_id,
+            "row_id": row.row_id,
+            "row_index": row.index,
+            "question": row.question,
+            "choices": row.choices or [],
+            "gold": row.gold,
+            "status": JobStatus.QUEUED.value if row.error is None else JobStatus.FAILED.value,
+            "pending_tier": first_tier if row.error is None else None,
+            "error": None if row.error is None else f"row {row.index}: {row.error}",
+            "created_at": now,
+            "finished_at": None if row.error is None else now,
+            "tokens_in": 0,
+            "tokens_out": 0,
+            "flops": 0.0,
+            "cost_usd": 0.0,
+            "latency_ms": 0.0,
+        }
+        for row in unique_rows
+    ]
+    if session.get_bind().dialect.name == "postgresql":
+        inserted = _copy_insert(session, records)
+    else:
+        stmt = (
+            insert_for_dialect(session, Job)
+            .on_conflict_do_nothing(index_elements=["batch_id", "row_id"])
+            .returning(Job.id, Job.row_id)
+        )
+        inserted = dict((row_id, job_id) for job_id, row_id in session.execute(stmt, records).all())
+    conflicted = [row for row in unique_rows if row.row_id not in inserted]
+    for row in unique_rows:
+        if row.row_id in inserted and row.error is None:
+            outcome.new.append((inserted[row.row_id], row))
+    if conflicted:
+        existing = session.execute(
+            select(Job.row_id, Job.row_index, Job.id, Job.status, Job.pending_tier).where(
+                Job.batch_id == batch_id, Job.row_id.in_([r.row_id for r in conflicted])
+            )
+        ).all()
+        by_id = {r.row_id: r for r in existing}
+        for row in conflicted:
+            stored = by_id[row.row_id]
+            if stored.row_index != row.index:
+                outcome.duplicates.append(_duplicate(row, stored.row_index))
+            elif stored.status == JobStatus.QUEUED.value and stored.pending_tier == first_tier:
+                outcome.resumed.append(stored.id)
+    return outcome
+
+
+def _duplicate(row: BatchRow, first_index: int) -> str:
+    return f"row {row.index}: duplicate id {row.row_id!r} (first at row {first_index}); row rejected"
+
+
+_COPY_COLUMNS = (
+    "id", "batch_id", "row_id", "row_index", "question", "choices", "gold", "status", "pending_tier", "error",
+    "created_at", "finished_at", "tokens_in", "tokens_out", "flops", "cost_usd", "latency_ms",
+)
+
+
+def _copy_insert(session: Session, records: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
+    """COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING: the fast path."""
+    session.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS cascade_rows_in "
+            "(LIKE jobs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+    )
+    session.execute(text("TRUNCATE cascade_rows_in"))
+    raw = session.connection().connection.driver_connection
+    columns = ", ".join(_COPY_COLUMNS)
+    with raw.cursor() as cursor:
+        with cursor.copy(f"COPY cascade_rows_in ({columns}) FROM STDIN") as copy:
+            for record in records:
+                copy.write_row(
+                    [json.dumps(record[c]) if c == "choices" else record[c] for c in _COPY_COLUMNS]
+                )
+    result = session.execute(
+        text(
+            f"INSERT INTO jobs ({columns}) SELECT {columns} FROM cascade_rows_in "
+            "ON CONFLICT (batch_id, row_id) DO NOTHING RETURNING row_id, id"
+        )
+    )
+    return {row_id: job_id for row_id, job_id in result.all()}
+
+
+def note_progress(session: Session, batch: Batch, *, rows_read: int, duplicates: list[str]) -> None:
+    batch.rows_read = rows_read
+    if duplicates:
+        batch.rows_rejected = (batch.rows_rejected or 0) + len(duplicates)
+        room = MAX_STORED_ERRORS - len(batch.errors or [])
+        if room > 0:
+            batch.errors = list(batch.errors or []) + duplicates[:room]
+
+
+def counts(session: Session, batch_id: uuid.UUID) -> dict[str, int]:
+    """Jobs of the batch by status, plus total."""
+    rows = session.execute(
+        select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
+    ).all()
+    out = {status.value: 0 for status in JobStatus}
+    out.update({status: n for status, n in rows})
+    out["total"] = sum(n for _, n in rows)
+    return out
+
+
+def refresh(session: Session, batch: Batch) -> dict[str, int]:
+    """Move the batch along its lifecycle from its jobs' states; returns the counts."""
+    tally = counts(session, batch.id)
+    if tally[JobStatus.QUEUED.value] == 0:
+        if batch.status in (BatchStatus.IN_PROGRESS.value, BatchStatus.FINALIZING.value):
+            batch.status = BatchStatus.COMPLETED.value
+            batch.finished_at = utcnow()
+        elif batch.status == BatchStatus.CANCELLING.value:
+            batch.status = BatchStatus.CANCELLED.value
+            batch.finished_at = utcnow()
+    return tally
+
+
+def cancel(session: Session, batch: Batch) -> int:
+    """Stop the batch: its still-queued jobs are cancelled (workers skip them). Returns how many."""
+    if batch.status in (BatchStatus.COMPLETED.value, BatchStatus.CANCELLED.value):
+        return 0
+    batch.status = BatchStatus.CANCELLING.value
+    result = session.execute(
+        update(Job)
+        .where(Job.batch_id == batch.id, Job.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.CANCELLED.value, pending_tier=None, error="cancelled", finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    refresh(session, batch)
+    return result.rowcount or 0
+
+
+def iter_export(session: Session, batch_id: uuid.UUID, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every job of the batch in file order, with its path through the tiers."""
+    last = -1
+    while True:
+        jobs = session.scalars(
+            select(Job)
+            .where(Job.batch_id == batch_id, Job.row_index > last)
+            .order_by(Job.row_index)
+            .limit(chunk)
+            .options(selectinload(Job.attempts))
+        ).all()
+        if not jobs:
+            return
+        for job in jobs:
+            yield export_record(job)
+        last = jobs[-1].row_index
+        session.expunge_all()
+
+
+def export_record(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.row_id,
+        "job_id": str(job.id),
+        "status": job.status,
+        "answer": job.answer,
+        "gold": job.gold,
+        "correct": None if job.gold is None or job.answer is None else job.answer == job.gold,
+        "final_tier": job.final_tier,
+        "path": [
+            {"tier": a.tier, "decision": a.decision, "answer": a.answer, "p_t": a.p_t, "p_t_options": a.p_t_options, "p_ik": a.p_ik}
+            for a in sorted(job.attempts, key=lambda a: a.tier_index)
+        ],
+        "tokens_in": job.tokens_in,
+        "tokens_out": job.tokens_out,
+        "flops": job.flops,
+        "cost_usd": job.cost_usd,
+        "latency_ms": job.latency_ms,
+        "error": job.error,
+    }
+
+
+def list_batches(session: Session, limit: int = 50) -> list[Batch]:
+    return list(session.scalars(select(Batch).order_by(Batch.created_at.desc()).limit(limit)))
+
+
+__all__ = [
+    "BatchError",
+    "BatchRow",
+    "InsertOutcome",
+    "cancel",
+    "counts",
+    "create_or_resume",
+    "get_batch",
+    "insert_rows",
+    "iter_export",
+    "list_batches",
+    "note_progress",
+    "refresh",
+]
