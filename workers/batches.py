@@ -24,7 +24,7 @@ WINDOW_ROWS = 4096  # rows read, stored and length-sorted together
 DEFAULT_CHUNK = 256  # job ids per message
 
 
-def prompt_size(row: DatasetRow | store.BatchRow) -> int:
+def prompt_size(row: DatasetRow) -> int:
     """A tokenizer-free length estimate, good enough to sort by."""
     return len(row.question) + sum(len(c) for c in row.choices or ())
 
@@ -59,9 +59,8 @@ def submit_file(
     started = time.monotonic()
     try:
         for window in windows(rows, window_rows):
-            stored = [store.BatchRow(r.index, r.row_id, r.question, r.choices, r.gold, r.error) for r in window]
             with session_scope(url) as session:
-                outcome = store.insert_rows(session, batch_id, stored, first_tier=first.name)
+                outcome = store.insert_rows(session, batch_id, window, first_tier=first.name)
                 read += len(window)
                 store.note_progress(session, session.get(store.Batch, batch_id), rows_read=read, duplicates=outcome.duplicates)
             # Committed first, then sent: a crash in between leaves queued rows that a re-run resends.

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from router.errors import InvalidQuestion
 from router.prompts import LETTERS, make_question, normalise_gold
+from storage.batches import BatchRow
 
 FORMATS = ("jsonl", "csv", "parquet")
 PARQUET_BATCH_ROWS = 4096
@@ -32,18 +33,8 @@ class Fields:
     answer: str = "answer"
 
 
-@dataclass
-class DatasetRow:
-    index: int  # position in the file, from 0
-    row_id: str
-    question: str = ""
-    choices: list[str] | None = None
-    gold: str | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+# A row as the batch store takes it: valid (question set) or failed (error set).
+DatasetRow = BatchRow
 
 
 def detect_format(path: Path, explicit: str | None = None) -> str:

@@ -186,3 +186,11 @@ def forced_cluster(redis_url, database_url, tmp_path_factory):
     cluster = Cluster(CONFIGS / "forced.toml", redis_url, database_url, tmp_path_factory.mktemp("logs")).start_all()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def null_cluster(redis_url, database_url, tmp_path_factory):
+    """Two tiers on the null backend (instant answers, about half escalated)."""
+    cluster = Cluster(CONFIGS / "null.toml", redis_url, database_url, tmp_path_factory.mktemp("logs")).start_all()
+    yield cluster
+    cluster.stop()

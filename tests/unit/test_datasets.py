@@ -1,0 +1,78 @@
+"""Dataset readers: each malformed row fails alone; JSONL, CSV and Parquet read the same rows."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from workers.datasets import DatasetError, estimate_rows, read_rows
+
+GOOD = [
+    {"id": "q1", "question": "Largest planet?", "choices": ["Mars", "Jupiter"], "answer": "B"},
+    {"id": 2, "question": "2 + 2 = ?", "choices": ["3", "4", "5"], "answer": 1},
+    {"id": "q3", "question": "Capital of France?", "choices": ["Paris", "Rome"], "answer": "Paris"},
+]
+
+
+def test_malformed_jsonl_rows_fail_alone_with_their_reason(tmp_path):
+    path = tmp_path / "in.jsonl"
+    lines = [json.dumps(GOOD[0]).encode(), b'{"id": "bad", "question": ', json.dumps({"id": "nq", "choices": ["a", "b"]}).encode(),
+             json.dumps({"id": "wt", "question": 42, "choices": ["a", "b"]}).encode(), b'{"id": "enc", "question": "caf\xe9"}',
+             json.dumps({"question": "no id", "choices": ["a", "b"]}).encode(), b"[1, 2]", json.dumps(GOOD[1]).encode()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    rows = list(read_rows(path))
+    assert [r.row_id for r in rows] == ["q1", "#1", "nq", "wt", "#4", "#5", "#6", "2"]
+    errors = [r.error for r in rows]
+    assert errors[0] is None and errors[-1] is None
+    assert errors[1].startswith("bad JSON")
+    assert errors[2] == "empty question: give the question text"
+    assert errors[3] == "field 'question' must be text, got int"
+    assert errors[4].startswith("not UTF-8")
+    assert errors[5] == "missing id field 'id'"
+    assert errors[6] == "expected a JSON object, got list"
+    assert rows[-1].gold == "B" and rows[0].choices == ["Mars", "Jupiter"]
+    assert estimate_rows(path) == 8
+
+
+def write_all_formats(tmp_path):
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in GOOD))
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text(
+        "id,question,A,B,C,answer\n"
+        'q1,Largest planet?,Mars,Jupiter,,B\n'
+        '2,"2 + 2 = ?",3,4,5,B\n'
+        'q3,"Capital of\nFrance?",Paris,Rome,,A\n'
+    )
+    parquet = tmp_path / "d.parquet"
+    table = pa.table({
+        "id": [str(r["id"]) for r in GOOD],
+        "question": [r["question"] for r in GOOD],
+        "choices": [r["choices"] for r in GOOD],
+        "answer": ["B", "B", "A"],
+    })
+    pq.write_table(table, parquet)
+    return jsonl, csv_path, parquet
+
+
+def test_jsonl_csv_and_parquet_give_the_same_rows(tmp_path):
+    jsonl, csv_path, parquet = write_all_formats(tmp_path)
+    as_tuples = lambda path: [(r.row_id, r.question.replace("\n", " "), r.choices, r.gold, r.error) for r in read_rows(path)]
+    assert as_tuples(jsonl) == as_tuples(csv_path) == as_tuples(parquet)
+    assert estimate_rows(parquet) == 3
+
+
+def test_csv_row_with_bad_bytes_or_extra_fields_fails_alone(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"id,question,A,B\nr1,fine?,a,b\nr2,caf\xe9?,a,b\nr3,too,many,fields,here\nr4,ok?,a,b\n")
+    rows = list(read_rows(path))
+    assert [r.error for r in rows] == [None, "not UTF-8", "more fields than the header's 4", None]
+
+
+def test_unreadable_inputs_are_refused_as_a_whole(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        list(read_rows(tmp_path / "absent.jsonl"))
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(DatasetError, match="cannot tell the format"):
+        list(read_rows(tmp_path / "x.txt"))
