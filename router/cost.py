@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def call_flops(params: float, tokens_in: int, tokens_out: int) -> float:

@@ -7,9 +7,10 @@ layer, the hidden size, the kind (logistic or mlp), the training-set hash and he
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from router.errors import InvalidQuestion
 
@@ -29,17 +30,23 @@ def make_question(text: Any, choices: Any) -> Question:
         raise InvalidQuestion("empty question: give the question text")
     if isinstance(choices, Mapping):
         choices = [choices[k] for k in sorted(choices)]
-    if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence) or len(choices) < 2:
+    if not isinstance(choices, (list, tuple)):  # a str is a Sequence too, but not a list of options
+        raise InvalidQuestion("missing choices: give at least two options (choices=[...])")
+    if len(choices) < 2:
         raise InvalidQuestion("missing choices: give at least two options (choices=[...])")
     if len(choices) > len(LETTERS):
         raise InvalidQuestion(f"too many choices: at most {len(LETTERS)} options, got {len(choices)}")
     cleaned = []
     for i, choice in enumerate(choices):
-        if isinstance(choice, (int, float)) and not isinstance(choice, bool):
-            choice = str(choice)
-        if not isinstance(choice, str) or not choice.strip():
+        if type(choice) is not str:
+            if isinstance(choice, (int, float)) and not isinstance(choice, bool):
+                choice = str(choice)
+            else:
+                raise InvalidQuestion(f"choice {LETTERS[i]} is empty or not text")
+        choice = choice.strip()
+        if not choice:
             raise InvalidQuestion(f"choice {LETTERS[i]} is empty or not text")
-        cleaned.append(choice.strip())
+        cleaned.append(choice)
     return Question(text=text.strip(), choices=tuple(cleaned))
 
 

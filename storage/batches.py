@@ -3,16 +3,16 @@ the lifecycle, cancellation, and the export stream."""
 
 from __future__ import annotations
 
-import json
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
+from storage.bulk import insert_new
 from storage.models import Batch, BatchStatus, Job, JobStatus, utcnow
-from storage.repository import insert_for_dialect
 
 MAX_STORED_ERRORS = 100
 
@@ -116,15 +116,13 @@ def insert_rows(session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow],
         }
         for row in unique_rows
     ]
-    if session.get_bind().dialect.name == "postgresql":
-        inserted = _copy_insert(session, records)
-    else:
-        stmt = (
-            insert_for_dialect(session, Job)
-            .on_conflict_do_nothing(index_elements=["batch_id", "row_id"])
-            .returning(Job.id, Job.row_id)
+    new_row_ids = {
+        row_id
+        for (row_id,) in insert_new(
+            session, "jobs", records, conflict=("batch_id", "row_id"), returning=("row_id",), json_columns=("choices",)
         )
-        inserted = dict((row_id, job_id) for job_id, row_id in session.execute(stmt, records).all())
+    }
+    inserted = {r["row_id"]: r["id"] for r in records if r["row_id"] in new_row_ids}
     conflicted = [row for row in unique_rows if row.row_id not in inserted]
     for row in unique_rows:
         if row.row_id in inserted and row.error is None:
@@ -149,36 +147,12 @@ def _duplicate(row: BatchRow, first_index: int) -> str:
     return f"row {row.index}: duplicate id {row.row_id!r} (first at row {first_index}); row rejected"
 
 
-_COPY_COLUMNS = (
-    "id", "batch_id", "row_id", "row_index", "question", "choices", "gold", "status", "pending_tier", "error",
-    "created_at", "finished_at", "tokens_in", "tokens_out", "flops", "cost_usd", "latency_ms",
-)
-
-
-def _copy_insert(session: Session, records: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
-    """COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING: the fast path."""
-    session.execute(
-        text(
-            "CREATE TEMP TABLE IF NOT EXISTS cascade_rows_in "
-            "(LIKE jobs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-    )
-    session.execute(text("TRUNCATE cascade_rows_in"))
-    raw = session.connection().connection.driver_connection
-    columns = ", ".join(_COPY_COLUMNS)
-    with raw.cursor() as cursor:
-        with cursor.copy(f"COPY cascade_rows_in ({columns}) FROM STDIN") as copy:
-            for record in records:
-                copy.write_row(
-                    [json.dumps(record[c]) if c == "choices" else record[c] for c in _COPY_COLUMNS]
-                )
-    result = session.execute(
-        text(
-            f"INSERT INTO jobs ({columns}) SELECT {columns} FROM cascade_rows_in "
-            "ON CONFLICT (batch_id, row_id) DO NOTHING RETURNING row_id, id"
-        )
-    )
-    return {row_id: job_id for row_id, job_id in result.all()}
+def analyze(session: Session) -> None:
+    """Refresh the planner's statistics after a bulk load (PostgreSQL), so that lookups by key
+    are not planned as scans of every queued row."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE jobs"))
+        session.execute(text("ANALYZE attempts"))
 
 
 def note_progress(session: Session, batch: Batch, *, rows_read: int, duplicates: list[str]) -> None:
@@ -278,6 +252,7 @@ __all__ = [
     "BatchError",
     "BatchRow",
     "InsertOutcome",
+    "analyze",
     "cancel",
     "counts",
     "create_or_resume",

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import String, Text, Uuid, bindparam, column, func, select, update, values
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
+from storage.bulk import insert_new, is_postgres, key_in
 from storage.models import Attempt, AttemptDecision, Job, JobStatus, utcnow
 
 
@@ -101,36 +103,53 @@ def add_jobs(session: Session, jobs: Sequence[NewJob], *, first_tier: str) -> li
     return result
 
 
+@dataclass
+class TierWork:
+    """What a tier must do with the job ids of one message."""
+
+    pending: list[PendingJob]  # queued on this tier and not yet tried here
+    reforward: dict[str, list[uuid.UUID]]  # escalated here earlier but never picked up: tier -> ids
+    skipped: int  # finished, cancelled, or already tried
+
+
+def work_for_tier(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> TierWork:
+    """Sort a message's job ids into new work, jobs to forward again, and jobs to skip.
+
+    Both reads look rows up by key only, so the plan stays an index lookup whatever the
+    statistics say about the status column (a fresh bulk load has none).
+    """
+    ids = list(dict.fromkeys(job_ids))
+    if not ids:
+        return TierWork([], {}, 0)
+    tried = dict(
+        session.execute(select(Attempt.job_id, Attempt.decision).where(key_in(session, Attempt.job_id, ids), Attempt.tier == tier)
+        ).all()
+    )
+    rows = session.execute(
+        select(Job.id, Job.question, Job.choices, Job.status, Job.pending_tier).where(key_in(session, Job.id, ids))
+    ).all()
+    pending: list[PendingJob] = []
+    reforward: dict[str, list[uuid.UUID]] = {}
+    for row in rows:
+        if row.status != JobStatus.QUEUED.value:
+            continue
+        decision = tried.get(row.id)
+        if decision is None and row.pending_tier == tier:
+            pending.append(PendingJob(id=row.id, question=row.question, choices=list(row.choices)))
+        elif decision == AttemptDecision.ESCALATED.value and row.pending_tier not in (None, tier):
+            reforward.setdefault(row.pending_tier, []).append(row.id)
+    return TierWork(pending, reforward, len(ids) - len(pending))
+
+
 def pending_for_tier(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> list[PendingJob]:
     """Jobs that are queued on `tier` and that this tier has not yet tried."""
-    ids = list(job_ids)
-    if not ids:
-        return []
-    tried = select(Attempt.job_id).where(Attempt.tier == tier, Attempt.job_id.in_(ids))
-    stmt = (
-        select(Job.id, Job.question, Job.choices)
-        .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value, Job.pending_tier == tier)
-        .where(Job.id.not_in(tried))
-    )
-    return [PendingJob(id=r.id, question=r.question, choices=list(r.choices)) for r in session.execute(stmt)]
+    return work_for_tier(session, job_ids, tier).pending
 
 
 def forwarded_but_queued(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> dict[str, list[uuid.UUID]]:
     """Jobs this tier already escalated that are still queued elsewhere: a redelivered message must
     forward them again (the first delivery may have died between commit and enqueue)."""
-    ids = list(job_ids)
-    if not ids:
-        return {}
-    stmt = (
-        select(Job.pending_tier, Job.id)
-        .join(Attempt, (Attempt.job_id == Job.id) & (Attempt.tier == tier))
-        .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value)
-        .where(Attempt.decision == AttemptDecision.ESCALATED.value, Job.pending_tier != tier)
-    )
-    out: dict[str, list[uuid.UUID]] = {}
-    for pending_tier, job_id in session.execute(stmt):
-        out.setdefault(pending_tier, []).append(job_id)
-    return out
+    return work_for_tier(session, job_ids, tier).reforward
 
 
 def record_attempts(
@@ -143,13 +162,9 @@ def record_attempts(
     """
     if not records:
         return set()
-    stmt = (
-        insert_for_dialect(session, Attempt)
-        .on_conflict_do_nothing(index_elements=["job_id", "tier"])
-        .returning(Attempt.job_id)
-    )
-    rows = [asdict(r) | {"created_at": utcnow()} for r in records]
-    inserted = {row[0] for row in session.execute(stmt, rows).all()}
+    now = utcnow()
+    rows = [{**vars(r), "created_at": now} for r in records]
+    inserted = {row[0] for row in insert_new(session, "attempts", rows, conflict=("job_id", "tier"), returning=("job_id",))}
     by_decision: dict[str, list[AttemptRecord]] = {}
     for record in records:
         if record.job_id in inserted:
@@ -161,11 +176,10 @@ def record_attempts(
         if next_tier is None:
             raise ValueError("the last tier cannot escalate")
         session.execute(
-            update(Job).where(Job.id.in_(escalated), queued).values(pending_tier=next_tier)
+            update(Job).where(key_in(session, Job.id, escalated), queued).values(pending_tier=next_tier)
             .execution_options(synchronize_session=False)
         )
 
-    now = utcnow()
     accepted = by_decision.get(AttemptDecision.ACCEPTED.value, [])
     if accepted:
         _update_queued_jobs(
@@ -189,22 +203,24 @@ def record_attempts(
 def _update_queued_jobs(session: Session, rows: list[dict[str, Any]], fixed: dict[str, Any]) -> None:
     """Set per-job values (`rows`, keyed by job_id) plus `fixed` ones on jobs that are still queued.
 
-    PostgreSQL gets one UPDATE ... FROM (VALUES ...); other databases an executemany.
+    PostgreSQL gets one UPDATE ... FROM unnest(arrays); other databases an executemany.
     """
     per_row = [key for key in rows[0] if key != "job_id"]
-    queued = Job.status == JobStatus.QUEUED.value
-    if session.get_bind().dialect.name == "postgresql":
-        types = {"answer": String, "error": Text}
-        table = values(column("job_id", Uuid), *(column(k, types[k]) for k in per_row), name="v").data(
-            [tuple(row[k] for k in ("job_id", *per_row)) for row in rows]
+    if is_postgres(session):
+        # Two array parameters instead of a VALUES list of hundreds of bound values.
+        assignments = [f"{k} = :{k}" for k in fixed] + [f"{k} = v.{k}" for k in per_row]
+        columns = ", ".join(["job_id", *per_row])
+        arrays = ", ".join(["CAST(:ids AS uuid[])", *(f"CAST(:{k}_values AS text[])" for k in per_row)])
+        params: dict[str, Any] = {"ids": [row["job_id"] for row in rows], **fixed}
+        for k in per_row:
+            params[f"{k}_values"] = [row[k] for row in rows]
+        session.execute(
+            text(
+                f"UPDATE jobs SET {', '.join(assignments)} FROM unnest({arrays}) AS v({columns}) "
+                f"WHERE jobs.id = v.job_id AND jobs.status = '{JobStatus.QUEUED.value}'"
+            ),
+            params,
         )
-        stmt = (
-            update(Job)
-            .where(Job.id == table.c.job_id, queued)
-            .values(**fixed, **{k: table.c[k] for k in per_row})
-            .execution_options(synchronize_session=False)
-        )
-        session.execute(stmt)
         return
     stmt = (
         update(Job.__table__)
@@ -225,7 +241,7 @@ def _roll_up_totals(session: Session, job_ids: list[uuid.UUID]) -> None:
             func.sum(Attempt.cost_usd).label("cost_usd"),
             func.sum(Attempt.latency_ms).label("latency_ms"),
         )
-        .where(Attempt.job_id.in_(job_ids))
+        .where(key_in(session, Attempt.job_id, job_ids))
         .group_by(Attempt.job_id)
         .subquery("totals")
     )
@@ -322,6 +338,8 @@ __all__ = [
     "fail_jobs",
     "find_job",
     "forwarded_but_queued",
+    "TierWork",
+    "work_for_tier",
     "get_job",
     "job_statuses",
     "pending_for_tier",

@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any
 
 from storage import batches as store
 from storage.engine import session_scope
@@ -22,6 +23,7 @@ from workers.dispatch import send_jobs
 
 WINDOW_ROWS = 4096  # rows read, stored and length-sorted together
 DEFAULT_CHUNK = 256  # job ids per message
+ANALYZE_EVERY_ROWS = 500_000  # refresh planner statistics as a large load grows
 
 
 def prompt_size(row: DatasetRow) -> int:
@@ -63,6 +65,9 @@ def submit_file(
                 outcome = store.insert_rows(session, batch_id, window, first_tier=first.name)
                 read += len(window)
                 store.note_progress(session, session.get(store.Batch, batch_id), rows_read=read, duplicates=outcome.duplicates)
+            if read == len(window) or read % ANALYZE_EVERY_ROWS < len(window):
+                with session_scope(url) as session:
+                    store.analyze(session)
             # Committed first, then sent: a crash in between leaves queued rows that a re-run resends.
             ordered = sorted(outcome.new, key=lambda pair: prompt_size(pair[1]))
             ids = [job_id for job_id, _ in ordered] + outcome.resumed
@@ -85,6 +90,9 @@ def submit_file(
             batch.submitted_at = utcnow()
         tally = store.refresh(session, batch)
         summary = describe(batch, tally)
+    if read > window_rows:
+        with session_scope(url) as session:
+            store.analyze(session)
     summary.update(
         resumed=resumed,
         rows_new=new_rows,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from router.config import CascadeConfig, Tier
 from router.cost import call_flops, call_usd

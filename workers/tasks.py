@@ -10,7 +10,7 @@ from typing import Any
 from router.errors import ConfigError, ProbeError
 from storage.engine import session_scope
 from storage.models import AttemptDecision
-from storage.repository import fail_jobs, forwarded_but_queued, pending_for_tier, record_attempts
+from storage.repository import fail_jobs, record_attempts, work_for_tier
 from workers.app import SCORE_TASK
 from workers.backends import BackendError
 from workers.dispatch import send_jobs
@@ -30,10 +30,10 @@ def run_step(app, settings: Settings, tier_name: str, job_ids: list[str]) -> dic
     ids = [uuid.UUID(str(job_id)) for job_id in job_ids]
     url = settings.require_database()
     with session_scope(url) as session:
-        pending = pending_for_tier(session, ids, tier.name)
-        # Jobs escalated by an earlier delivery that died before it could enqueue them.
-        reforward = forwarded_but_queued(session, ids, tier.name)
-    records = scorer_for(config, tier.name).run(pending) if pending else []
+        work = work_for_tier(session, ids, tier.name)
+    # work.reforward: jobs escalated by an earlier delivery that died before it could enqueue them.
+    reforward = work.reforward
+    records = scorer_for(config, tier.name).run(work.pending) if work.pending else []
     with session_scope(url) as session:
         inserted = record_attempts(session, records, next_tier=next_tier.name if next_tier else None)
     escalated = [r.job_id for r in records if r.decision == AttemptDecision.ESCALATED.value and r.job_id in inserted]
@@ -42,7 +42,7 @@ def run_step(app, settings: Settings, tier_name: str, job_ids: list[str]) -> dic
     for target, target_ids in reforward.items():
         send_jobs(app, config.tier(target), list(dict.fromkeys(target_ids)))
     counts = Counter(r.decision for r in records if r.job_id in inserted)
-    return {"tier": tier.name, "scored": len(records), "skipped": len(ids) - len(pending), **counts}
+    return {"tier": tier.name, "scored": len(records), "skipped": work.skipped, **counts}
 
 
 def register(app, settings: Settings) -> None:

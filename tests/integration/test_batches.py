@@ -93,7 +93,10 @@ def test_a_killed_submit_resumes_without_duplicating_rows(redis_url, database_ur
 
 
 def test_cancel_stops_the_remaining_rows(redis_url, database_url, tmp_path):
-    env = cascade_env(redis_url, database_url, CONFIGS / "null.toml")
+    # Tiers of their own, so that no running worker takes the rows before the cancel.
+    config = tmp_path / "idle.toml"
+    config.write_text((CONFIGS / "null.toml").read_text().replace('name = "null-', 'name = "idle-'))
+    env = cascade_env(redis_url, database_url, config)
     path = tmp_path / "c.csv"
     path.write_text("id,question,A,B\n" + "".join(f"c{i},Question {i}?,yes,no\n" for i in range(50)))
     name = f"cancel-{uuid.uuid4().hex[:6]}"
@@ -104,7 +107,7 @@ def test_cancel_stops_the_remaining_rows(redis_url, database_url, tmp_path):
     assert refused.returncode == 2 and "was cancelled" in refused.stderr
     from tests.integration.conftest import Cluster
 
-    cluster = Cluster(CONFIGS / "null.toml", redis_url, database_url, tmp_path).start_all()
+    cluster = Cluster(config, redis_url, database_url, tmp_path).start_all()
     try:
         sentinel = cluster.client.submit("After the cancel?", ["a", "b"])
         cluster.client.result(sentinel, timeout=60)

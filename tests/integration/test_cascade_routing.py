@@ -10,8 +10,8 @@ from router.cost import call_flops
 from storage.engine import session_scope
 from storage.models import Attempt
 from storage.repository import AttemptRecord, record_attempts
-from workers.dispatch import send_jobs
 from tests.integration.conftest import run_cli
+from workers.dispatch import send_jobs
 
 pytestmark = pytest.mark.integration
 

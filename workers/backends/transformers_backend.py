@@ -8,8 +8,8 @@ Model sources: `tiny:NAME` (random weights built from a config), a local directo
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
