@@ -34,6 +34,7 @@ _TIER_KEYS = {
     "max_batch",
     "max_wait_ms",
     "chat_template",
+    "compile",
     "price_in_usd_per_1m",
     "price_out_usd_per_1m",
     "options",
@@ -58,6 +59,7 @@ class Tier:
     max_batch: int = 16
     max_wait_ms: int = 20  # how long a worker waits to fill a batch
     chat_template: bool | None = None  # None: use the model's template when it has one
+    compile: bool = False  # torch.compile the forward pass (fixed bucket shapes)
     price_in_usd_per_1m: float = 0.0
     price_out_usd_per_1m: float = 0.0
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -218,6 +220,10 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
         elif not isinstance(value, bool):
             raise ConfigError(f"{where}.chat_template: expected true, false or \"auto\", got {value!r}")
         kwargs["chat_template"] = value
+    if "compile" in entry:
+        if not isinstance(entry["compile"], bool):
+            raise ConfigError(f"{where}.compile: expected true or false, got {entry['compile']!r}")
+        kwargs["compile"] = entry["compile"]
     for key in ("price_in_usd_per_1m", "price_out_usd_per_1m"):
         if key in entry:
             value = entry[key]

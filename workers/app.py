@@ -35,6 +35,9 @@ def create_app(settings: Settings) -> Celery:
         worker_send_task_events=False,
         enable_utc=True,
     )
+    if settings.require_broker().startswith("memory"):
+        # The in-process broker is polled; the default 1 s poll would dominate a demo's run time.
+        app.conf.broker_transport_options["polling_interval"] = 0.005
     app.cascade_settings = settings  # type: ignore[attr-defined]
     from workers.tasks import register
 

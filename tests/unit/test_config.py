@@ -81,3 +81,10 @@ def test_missing_and_malformed_files_say_what_to_do(tmp_path: Path):
     bad.write_text("[[tiers]\nname=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_compile_is_an_opt_in_boolean():
+    assert parse_config(tiers({**SMALL, "compile": True}, LARGE)).first.compile is True
+    assert parse_config(tiers(SMALL, LARGE)).first.compile is False
+    with pytest.raises(ConfigError, match="compile: expected true or false"):
+        parse_config(tiers({**SMALL, "compile": "yes"}, LARGE))

@@ -85,3 +85,13 @@ def test_a_model_that_fails_to_load_names_the_problem(model, message, monkeypatc
 def test_unknown_backend_is_refused_with_the_choices():
     with pytest.raises(BackendError, match="unknown backend 'tgi'; choose one of null, transformers"):
         create_backend(Tier(name="t", backend="tgi", model="m"))
+
+
+def test_padding_is_measured_and_compile_buckets_are_fixed_shapes(small):
+    from workers.backends.transformers_backend import _bucket
+
+    assert [_bucket(w, 4096) for w in (1, 64, 65, 4000, 5000)] == [64, 64, 128, 4032, 4096]
+    small.padding.__init__()
+    small.score(QUESTIONS)  # three lengths sorted into one pass: the short ones are padded
+    assert 0.0 < small.padding.share < 1.0
+    assert small.padding.slots == 3 * max(small.count_tokens(QUESTIONS))

@@ -12,6 +12,19 @@ import zlib
 PRESETS: dict[str, dict[str, int]] = {
     "small": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
     "medium": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4},
+    # ~26M parameters: enough compute per query for CPU throughput measurements.
+    "bench": {"hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 4, "initializer_range": 0.02},
+    # The shape of Llama-3.1-8B (8.03B parameters), for throughput measurements on a GPU.
+    "llama3-8b-shape": {
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "rope_theta": 500000.0,
+        "initializer_range": 0.02,
+    },
 }
 SPECIALS = ("<pad>", "<s>", "</s>")
 CONTEXT_TOKENS = 4096
@@ -41,18 +54,22 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_model(model: str, tokenizer):
-    """A LlamaForCausalLM with seeded random weights for `tiny:NAME[-suffix]`."""
+def preset_for(name: str) -> dict:
+    """`tiny:medium-b` is the medium shape with other weights; unknown names get the small shape."""
+    if name in PRESETS:
+        return PRESETS[name]
+    return PRESETS.get(name.split("-")[0], PRESETS["small"])
+
+
+def build_model(model: str, tokenizer, *, device=None, dtype=None):
+    """A LlamaForCausalLM with seeded random weights for `tiny:NAME[-suffix]`, built on `device`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     name = model.split(":", 1)[1]
-    shape = PRESETS.get(name.split("-")[0], PRESETS["small"])
+    shape = {"vocab_size": len(tokenizer), "num_key_value_heads": 2, "initializer_range": INIT_STD, **preset_for(name)}
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
         max_position_embeddings=CONTEXT_TOKENS,
-        num_key_value_heads=2,
-        initializer_range=INIT_STD,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -60,10 +77,15 @@ def build_model(model: str, tokenizer):
         **shape,
     )
     generator_state = torch.random.get_rng_state()
+    default_dtype = torch.get_default_dtype()
     torch.manual_seed(zlib.crc32(name.encode("utf-8")))
     try:
-        net = LlamaForCausalLM(config)
+        if dtype is not None:
+            torch.set_default_dtype(dtype)  # an 8B shape is built straight in bf16, on the GPU
+        with torch.device(device or "cpu"):
+            net = LlamaForCausalLM(config)
     finally:
+        torch.set_default_dtype(default_dtype)
         torch.random.set_rng_state(generator_state)
     net.eval()
     return net

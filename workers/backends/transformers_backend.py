@@ -38,6 +38,14 @@ class TransformersBackend(Backend):
         )
         self._params = float(sum(p.numel() for p in self.model.parameters()))
         self._letter_ids = {letter: self._letter_token_ids(letter) for letter in "ABCDEFGHIJ"}
+        self._letter_index = None
+        self.compiled = self.tier.compile
+        if self.compiled:
+            # Fixed bucket shapes (see _bucket) keep recompilation to a handful of graphs per process.
+            self._forward_fn = torch.compile(self.model.forward, dynamic=False)
+        else:
+            self._forward_fn = self.model.forward
+        self.padding = PaddingMeter()
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -71,7 +79,9 @@ class TransformersBackend(Backend):
 
             return AutoModelForCausalLM.from_pretrained(where, dtype=self.dtype, **kwargs)
 
-        return self._from_source(from_pretrained, lambda: tiny.build_model(self.tier.model, self.tokenizer))
+        return self._from_source(
+            from_pretrained, lambda: tiny.build_model(self.tier.model, self.tokenizer, device=self.device, dtype=self.dtype)
+        )
 
     def _from_source(self, from_pretrained, build_tiny):
         source = self.tier.model
@@ -168,12 +178,17 @@ class TransformersBackend(Backend):
     def _forward(self, batch: list[list[int]], questions: list[Question], layer: int | None) -> list[ScoredAnswer]:
         torch = self._torch
         width = max(len(ids) for ids in batch)
+        rows = len(batch)
+        if self.compiled:
+            width, rows = _bucket(width, self.context_tokens), self.tier.max_batch
+        self.padding.add(sum(len(ids) for ids in batch), width * rows)
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        input_ids = torch.full((rows, width), pad, dtype=torch.long)
+        mask = torch.zeros((rows, width), dtype=torch.long)
         for row, ids in enumerate(batch):
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             mask[row, width - len(ids) :] = 1
+        mask[len(batch) :, -1] = 1  # filler rows of a fixed-size batch attend to one pad token
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         captured: dict[str, object] = {}
         handle = None
@@ -188,27 +203,56 @@ class TransformersBackend(Backend):
             handle = self.layers[layer].register_forward_hook(keep_last_token)
         try:
             with self._lock, torch.inference_mode():
-                out = self.model(
+                out = self._forward_fn(
                     input_ids=input_ids.to(self.device),
                     attention_mask=mask.to(self.device),
                     position_ids=positions.to(self.device),
                     logits_to_keep=1,
                     use_cache=False,
                 )
-                probs = torch.softmax(out.logits[:, -1, :].float(), dim=-1)
-                letters = "ABCDEFGHIJ"
-                letter_probs = torch.stack(
-                    [probs[:, self._letter_ids[letter]].sum(-1) for letter in letters], dim=-1
-                ).cpu().numpy()
+                probs = torch.softmax(out.logits[: len(batch), -1, :].float(), dim=-1)
+                letter_probs = self._letter_matrix(probs).cpu().numpy()
         finally:
             if handle is not None:
                 handle.remove()
         hidden = captured.get("hidden")
-        hidden_np = hidden.numpy() if hidden is not None else None
+        hidden_np = hidden[: len(batch)].numpy() if hidden is not None else None
         return [
             _scored(q, letter_probs[row], len(batch[row]), None if hidden_np is None else hidden_np[row])
             for row, q in enumerate(questions)
         ]
+
+
+    def _letter_matrix(self, probs):
+        """(batch, 10) probabilities of the letters A..J, each summed over its spellings."""
+        torch = self._torch
+        if self._letter_index is None:
+            index = torch.zeros((probs.shape[-1], 10), dtype=probs.dtype, device=probs.device)
+            for column, letter in enumerate("ABCDEFGHIJ"):
+                index[self._letter_ids[letter], column] = 1.0
+            self._letter_index = index
+        return probs @ self._letter_index
+
+
+class PaddingMeter:
+    """How much of the forward passes' token slots were padding."""
+
+    def __init__(self) -> None:
+        self.real = 0
+        self.slots = 0
+
+    def add(self, real: int, slots: int) -> None:
+        self.real += real
+        self.slots += slots
+
+    @property
+    def share(self) -> float:
+        return 1.0 - self.real / self.slots if self.slots else 0.0
+
+
+def _bucket(width: int, limit: int) -> int:
+    """Round a batch's width up to a multiple of 64 tokens (a fixed shape for torch.compile)."""
+    return min(limit, -(-width // 64) * 64)
 
 
 def _auto_tokenizer(where: str, **kwargs):
