@@ -105,6 +105,7 @@ class Job(Base):
         Index("ix_jobs_status_created_at", "status", "created_at"),
         UniqueConstraint("batch_id", "row_id", name="uq_jobs_batch_id_row_id"),
         Index("ix_jobs_batch_id_status", "batch_id", "status"),
+        Index("ix_jobs_created_at", "created_at"),
     )
 
     def as_dict(self) -> dict[str, Any]:
@@ -190,6 +191,8 @@ class Attempt(Base):
         UniqueConstraint("job_id", "tier", name="uq_attempts_job_id_tier"),
         CheckConstraint("decision IN ('accepted', 'escalated', 'failed')", name="decision"),
         Index("ix_attempts_tier_decision", "tier", "decision"),
+        Index("ix_attempts_created_at", "created_at"),
+        Index("ix_attempts_tier_p_t", "tier", "p_t"),
     )
 
     def as_dict(self) -> dict[str, Any]:

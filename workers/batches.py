@@ -46,12 +46,17 @@ def submit_file(
     fmt: str | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     window_rows: int = WINDOW_ROWS,
+    start_tier: str | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Submit every row of `path` as batch `name`; returns the batch's summary."""
+    """Submit every row of `path` as batch `name`; returns the batch's summary.
+
+    `start_tier` sends the rows straight to a later tier: with the largest tier it makes the
+    reference run that audits compare the cascade against.
+    """
     fields = fields or Fields()
     config = client.settings.config
-    first = config.first
+    first = config.tier(start_tier) if start_tier else config.first
     url = client.database_url
     rows = read_rows(path, fields=fields, fmt=fmt)  # raises DatasetError before any batch is made
     with session_scope(url) as session:

@@ -322,7 +322,9 @@ def demo(ctx: Context, limit: int | None, reference: bool, timeout: float, as_js
 
 def _register_subcommands() -> None:
     # Imported for their side effect of adding command groups to `main`.
+    import workers.cli_audit  # noqa: F401
     import workers.cli_batch  # noqa: F401
+    import workers.cli_replay  # noqa: F401
 
 
 _register_subcommands()

@@ -35,10 +35,11 @@ def _client(ctx: Context):
 @click.option("--answer-field", default="answer", show_default=True, help="Optional gold answer (letter, index or option text).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), help="Default: from the file name.")
 @click.option("--chunk-size", type=int, default=256, show_default=True, help="Job ids per queue message.")
+@click.option("--start-tier", help="Send the rows straight to this tier (the largest: a reference run for audits).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the batch summary as JSON.")
 @click.pass_obj
-def batch_submit(ctx, file, name, id_field, question_field, choices_field, answer_field, fmt, chunk_size, quiet, as_json):
+def batch_submit(ctx, file, name, id_field, question_field, choices_field, answer_field, fmt, chunk_size, start_tier, quiet, as_json):
     """Queue every row of FILE as batch NAME. Idempotent on (batch, row id).
 
     Memory stays flat whatever the file size. A malformed row (bad JSON, missing question, wrong
@@ -60,7 +61,9 @@ def batch_submit(ctx, file, name, id_field, question_field, choices_field, answe
         total = estimate_rows(file, fmt)
         fields = Fields(id=id_field, question=question_field, choices=choices_field, answer=answer_field)
         with progress("submitting", total, quiet=quiet or as_json) as advance:
-            summary = submit_file(client, file, name=name, fields=fields, fmt=fmt, chunk_size=chunk_size, on_progress=advance)
+            summary = submit_file(
+                client, file, name=name, fields=fields, fmt=fmt, chunk_size=chunk_size, start_tier=start_tier, on_progress=advance
+            )
     except (DatasetError, BatchError, RouterError) as exc:
         fail(str(exc))
     if as_json:

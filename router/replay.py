@@ -1,0 +1,244 @@
+"""Offline replay of cascades on logged per-question results of each model, and threshold search.
+
+A log row holds, per model, its answer's correctness, the log-probability of its answer token,
+tokens and USD. Replaying a chain routes each question on P(T) = exp(logprob), exactly as the live
+cascade would, and scores accuracy, PD against the chain's last model alone, reduced compute,
+tokens, USD and the share answered per tier. Everything is vectorised with numpy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Parameter counts of well-known models (billions), so logs of them replay without --params.
+KNOWN_PARAMS_B = {
+    "llama3.2-1b": 1.24,
+    "llama3.2-3b": 3.21,
+    "llama3.1-8b": 8.03,
+    "llama3.1-70b": 70.6,
+    "llama3.3-70b": 70.6,
+    "llama3.1-405b": 405.9,
+}
+
+# Thresholds tried by the fit and the search: a coarse sweep plus the fine steps near 1 where
+# confident small models sit.
+DEFAULT_GRID = tuple(
+    sorted(set(np.round(np.linspace(0.0, 1.0, 21), 3)) | {0.92, 0.97, 0.98, 0.99, 0.995, 0.999})
+)
+
+
+@dataclass
+class ModelLog:
+    """One model's logged results, aligned with the rows of a `ReplayLog`."""
+
+    correct: np.ndarray  # bool
+    p_t: np.ndarray  # exp(logprob); 0 where the log had none (such answers always escalate)
+    tokens_in: np.ndarray
+    tokens_out: np.ndarray
+    usd: np.ndarray
+
+
+@dataclass
+class ReplayLog:
+    ids: list[str]
+    models: dict[str, ModelLog]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def load_log(path: str | Path, split: str | None = None) -> ReplayLog:
+    """Read a replay JSONL file (optionally one split); every row must carry every model."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                if split is None or row.get("split") == split:
+                    rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no rows" + (f" in split {split!r}" if split else ""))
+    names = list(rows[0]["models"])
+    models = {}
+    for name in names:
+        entries = [r["models"][name] for r in rows]
+        models[name] = ModelLog(
+            correct=np.array([bool(e["correct"]) for e in entries]),
+            p_t=np.array([0.0 if e.get("logprob") is None else float(np.exp(e["logprob"])) for e in entries]),
+            tokens_in=np.array([int(e.get("tokens_in") or 0) for e in entries]),
+            tokens_out=np.array([int(e.get("tokens_out") or 0) for e in entries]),
+            usd=np.array([float(e.get("cost_usd") or 0.0) for e in entries]),
+        )
+    return ReplayLog(ids=[str(r.get("id", i)) for i, r in enumerate(rows)], models=models)
+
+
+@dataclass
+class Outcome:
+    """Per-question result of routing a chain: which tier answered and what it cost."""
+
+    answered_by: np.ndarray  # index into the chain
+    correct: np.ndarray
+    flops: np.ndarray
+
+
+def route(confident: Sequence[np.ndarray], correct: Sequence[np.ndarray], flops: Sequence[np.ndarray]) -> Outcome:
+    """The cascade rule on arrays: the first tier whose answer is confident keeps it; the last always answers.
+
+    `confident[k]` says whether tier k would keep its answer (ignored for the last tier); `flops[k]`
+    is what tier k's call costs. A question pays for every tier it visits.
+    """
+    n_tiers = len(correct)
+    n = len(correct[0])
+    answered_by = np.full(n, n_tiers - 1)
+    open_ = np.ones(n, dtype=bool)
+    for k in range(n_tiers - 1):
+        keep = open_ & confident[k]
+        answered_by[keep] = k
+        open_ &= ~keep
+    stacked_correct = np.stack(correct)
+    visited = np.arange(n_tiers)[:, None] <= answered_by[None, :]
+    spent = (np.stack(flops) * visited).sum(axis=0)
+    return Outcome(answered_by=answered_by, correct=stacked_correct[answered_by, np.arange(n)], flops=spent)
+
+
+@dataclass
+class ReplayResult:
+    chain: list[str]
+    taus: list[float]
+    accuracy: float  # percent
+    largest_accuracy: float  # the chain's last model alone, percent
+    pd_pp: float
+    reduced_cc: float  # percent, against the last model answering everything
+    answered: dict[str, float]  # share of questions answered by each model
+    tokens: dict[str, dict[str, int]]  # per model: in / out over the calls it made
+    usd: float
+    largest_usd: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain,
+            "tau_t": dict(zip(self.chain[:-1], self.taus)),
+            "accuracy": round(float(self.accuracy), 2),
+            "largest_accuracy": round(float(self.largest_accuracy), 2),
+            "pd_pp": round(float(self.pd_pp), 2),
+            "reduced_cc": round(float(self.reduced_cc), 2),
+            "answered": {k: round(v, 4) for k, v in self.answered.items()},
+            "tokens": self.tokens,
+            "usd": round(self.usd, 6),
+            "largest_usd": round(self.largest_usd, 6),
+            "usd_saved": round(100.0 * (1 - self.usd / self.largest_usd), 2) if self.largest_usd else None,
+            **self.extra,
+        }
+
+
+def _flops(log: ModelLog, params: float) -> np.ndarray:
+    return 2.0 * params * (log.tokens_in + log.tokens_out)
+
+
+def replay(
+    log: ReplayLog,
+    chain: Sequence[str],
+    taus: Sequence[float] | float,
+    params: Mapping[str, float],
+    *,
+    reference: str | None = None,
+) -> ReplayResult:
+    """Replay `chain` with P(T) thresholds `taus` (one per tier but the last, or one for all)."""
+    chain = list(chain)
+    for name in chain:
+        if name not in log.models:
+            raise ValueError(f"model {name!r} is not in the log; it has {', '.join(log.models)}")
+        if name not in params:
+            raise ValueError(f"no parameter count for {name!r}: pass --params {name}=B or a tiers config")
+    taus = [float(taus)] * (len(chain) - 1) if isinstance(taus, (int, float)) else [float(t) for t in taus]
+    if len(taus) != len(chain) - 1:
+        raise ValueError(f"a chain of {len(chain)} needs {len(chain) - 1} thresholds, got {len(taus)}")
+    logs = [log.models[name] for name in chain]
+    outcome = route(
+        [m.p_t >= tau for m, tau in zip(logs, taus)],
+        [m.correct for m in logs],
+        [_flops(m, params[name]) for m, name in zip(logs, chain)],
+    )
+    largest_name = reference or chain[-1]
+    largest = log.models[largest_name]
+    largest_flops = _flops(largest, params[largest_name])
+    visited = [outcome.answered_by >= k for k in range(len(chain))]
+    accuracy = 100.0 * outcome.correct.mean()
+    largest_accuracy = 100.0 * largest.correct.mean()
+    return ReplayResult(
+        chain=chain,
+        taus=taus,
+        accuracy=accuracy,
+        largest_accuracy=largest_accuracy,
+        pd_pp=accuracy - largest_accuracy,
+        reduced_cc=100.0 * (1.0 - outcome.flops.sum() / largest_flops.sum()),
+        answered={name: float((outcome.answered_by == k).mean()) for k, name in enumerate(chain)},
+        tokens={
+            name: {"in": int(m.tokens_in[v].sum()), "out": int(m.tokens_out[v].sum())}
+            for name, m, v in zip(chain, logs, visited)
+        },
+        usd=float(sum(m.usd[v].sum() for m, v in zip(logs, visited))),
+        largest_usd=float(largest.usd.sum()),
+    )
+
+
+def fit_thresholds(
+    log: ReplayLog,
+    chain: Sequence[str],
+    params: Mapping[str, float],
+    *,
+    target_pd: float,
+    grid: Iterable[float] = DEFAULT_GRID,
+    reference: str | None = None,
+) -> ReplayResult | None:
+    """The thresholds that save the most compute while PD >= target_pd; None if none qualifies."""
+    best: ReplayResult | None = None
+    for taus in itertools.product(list(grid), repeat=len(chain) - 1):
+        result = replay(log, chain, taus, params, reference=reference)
+        if result.pd_pp >= target_pd - 1e-9 and (best is None or result.reduced_cc > best.reduced_cc):
+            best = result
+    return best
+
+
+def chains_of(models: Sequence[str], params: Mapping[str, float], max_tiers: int = 4) -> list[list[str]]:
+    """Every ordered (smallest first) chain of 1..max_tiers of the models."""
+    ordered = sorted(models, key=lambda m: params[m])
+    return [list(c) for size in range(1, max_tiers + 1) for c in itertools.combinations(ordered, size)]
+
+
+def search(
+    log: ReplayLog,
+    models: Sequence[str],
+    params: Mapping[str, float],
+    *,
+    max_tiers: int = 4,
+    grid: Iterable[float] = DEFAULT_GRID,
+) -> list[ReplayResult]:
+    """Every chain and threshold combination, scored against the largest model alone."""
+    reference = max(models, key=lambda m: params[m])
+    grid = list(grid)
+    points = []
+    for chain in chains_of(models, params, max_tiers):
+        for taus in itertools.product(grid, repeat=len(chain) - 1):
+            points.append(replay(log, chain, taus, params, reference=reference))
+    return points
+
+
+def frontier(points: Sequence[ReplayResult]) -> list[ReplayResult]:
+    """The cost-accuracy Pareto frontier: no other point is both cheaper and at least as accurate."""
+    ordered = sorted(points, key=lambda p: (-p.reduced_cc, -p.accuracy))
+    out: list[ReplayResult] = []
+    best_accuracy = -1.0
+    for point in ordered:
+        if point.accuracy > best_accuracy + 1e-12:
+            out.append(point)
+            best_accuracy = point.accuracy
+    return out
