@@ -37,8 +37,15 @@ _TIER_KEYS = {
     "compile",
     "price_in_usd_per_1m",
     "price_out_usd_per_1m",
+    "base_url",
+    "api_key_env",
+    "concurrency",
+    "timeout_s",
+    "max_retries",
     "options",
 }
+# Backends that expose no hidden states, so they cannot carry a P(IK) probe.
+NO_HIDDEN_STATES = ("openai", "vllm")
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,11 @@ class Tier:
     compile: bool = False  # torch.compile the forward pass (fixed bucket shapes)
     price_in_usd_per_1m: float = 0.0
     price_out_usd_per_1m: float = 0.0
+    base_url: str | None = None  # an OpenAI-compatible endpoint (openai backend)
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key; the key itself is never in config
+    concurrency: int = 8  # requests in flight per worker (openai backend)
+    timeout_s: float = 60.0  # per request
+    max_retries: int = 4  # on 429, 5xx, timeouts and connection errors, with backoff and jitter
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -199,7 +211,17 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
         if not isinstance(entry["probe"], str) or not entry["probe"]:
             raise ConfigError(f"{where}.probe: expected the path of a probe file")
         kwargs["probe"] = str(_relative_to(Path(entry["probe"]), base_dir))
-    for key, minimum in (("probe_layer", 0), ("max_batch", 1), ("max_wait_ms", 0)):
+    for key in ("base_url", "api_key_env"):
+        if key in entry:
+            if not isinstance(entry[key], str) or not entry[key].strip():
+                raise ConfigError(f"{where}.{key}: expected a non-empty string")
+            kwargs[key] = entry[key].strip()
+    if "timeout_s" in entry:
+        value = entry["timeout_s"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{where}.timeout_s: expected seconds > 0, got {value!r}")
+        kwargs["timeout_s"] = float(value)
+    for key, minimum in (("probe_layer", 0), ("max_batch", 1), ("max_wait_ms", 0), ("concurrency", 1), ("max_retries", 0)):
         if key in entry:
             value = entry[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -230,6 +252,11 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"{where}.{key}: expected a price >= 0 in USD per million tokens, got {value!r}")
             kwargs[key] = float(value)
+    if "probe" in kwargs and kwargs["backend"] in NO_HIDDEN_STATES:
+        raise ConfigError(
+            f"{where}.probe: the {kwargs['backend']} backend exposes no hidden states, so it cannot compute P(IK); "
+            "remove `probe` (the tier then routes on P(T) alone) or serve this tier with the transformers backend"
+        )
     if "options" in entry:
         if not isinstance(entry["options"], Mapping):
             raise ConfigError(f"{where}.options: expected a table of backend options")

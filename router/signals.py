@@ -36,6 +36,21 @@ def answer_from_logprobs(letter_logprobs: Mapping[str, float]) -> TokenConfidenc
     return answer_from_letter_probs({k: math.exp(v) for k, v in letter_logprobs.items()})
 
 
+def letter_probs_from_logprobs(top: Iterable[tuple[str, float]], letters: str) -> dict[str, float]:
+    """Probabilities of each option letter from (token text, logprob) pairs, such as an API's
+    top_logprobs: spellings of a letter (" A", "A", "A.") are summed; letters not seen get 0."""
+    probs = {letter: 0.0 for letter in letters}
+    seen: set[str] = set()
+    for token, logprob in top:
+        if token in seen:  # the same token listed twice (the sampled token and its top list)
+            continue
+        seen.add(token)
+        key = token.strip().rstrip(".):")
+        if key in probs and logprob is not None:
+            probs[key] += math.exp(logprob)
+    return probs
+
+
 def aggregate_token_probs(probs: Sequence[float], how: str = "mean", quantile: float = 0.1) -> float:
     """One confidence for a many-token answer: mean, min, or a low quantile of token probabilities."""
     if not probs:

@@ -10,6 +10,8 @@ from workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnsw
 BACKENDS: dict[str, str] = {
     "transformers": "workers.backends.transformers_backend:TransformersBackend",
     "null": "workers.backends.null:NullBackend",
+    "openai": "workers.backends.openai_backend:OpenAIBackend",
+    "vllm": "workers.backends.vllm_backend:VLLMBackend",
 }
 
 
