@@ -11,8 +11,9 @@ the environment variable the tier names and is never logged or stored.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 from router.prompts import Question, render_chat
 from router.signals import answer_from_letter_probs, letter_probs_from_logprobs

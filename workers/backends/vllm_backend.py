@@ -7,7 +7,8 @@ needs P(IK) uses the transformers backend (a config giving a vLLM tier a probe i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from router.prompts import Question, render, render_chat
 from router.signals import answer_from_letter_probs, letter_probs_from_logprobs
