@@ -176,17 +176,26 @@ def fetch(name: str, *, convert: bool = True, echo: Callable[[str], None] = lamb
     out = converted_path(model)
     if not (out / "config.json").exists():
         echo("converting to safetensors (once; dequantised to float) ...")
-        convert_to_safetensors(target, out)
+        try:
+            convert_to_safetensors(target, out)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise ModelFetchError(f"{name}: could not convert {target.name} to safetensors: {exc}") from exc
     return out
 
 
 def convert_to_safetensors(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from workers.backends.transformers_backend import gguf_arguments
+
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, **gguf_arguments(gguf.name))
+    # Dense float weights now: drop the GGUF quantizer so the model saves as plain safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)
     shutil.rmtree(out, ignore_errors=True)

@@ -77,6 +77,8 @@ class TransformersBackend(Backend):
         def from_pretrained(where, kwargs):
             from transformers import AutoModelForCausalLM
 
+            if "gguf_file" in kwargs:
+                kwargs = gguf_arguments(kwargs["gguf_file"])
             return AutoModelForCausalLM.from_pretrained(where, dtype=self.dtype, **kwargs)
 
         return self._from_source(
@@ -253,6 +255,15 @@ class PaddingMeter:
 def _bucket(width: int, limit: int) -> int:
     """Round a batch's width up to a multiple of 64 tokens (a fixed shape for torch.compile)."""
     return min(limit, -(-width // 64) * 64)
+
+
+def gguf_arguments(filename: str) -> dict:
+    """Load a GGUF file as dense float weights (newer transformers keep GGUF blocks unless told)."""
+    try:
+        from transformers import GgufConfig
+    except ImportError:  # older transformers always dequantise
+        return {"gguf_file": filename}
+    return {"gguf_file": filename, "quantization_config": GgufConfig(gguf_file=filename, dequantize=True)}
 
 
 def _auto_tokenizer(where: str, **kwargs):
