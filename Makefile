@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 # The CPU build; for CUDA pass e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# The tests also start llama.cpp's OpenAI-compatible server as a real peer. It builds from source
+# (about 25 minutes on 2 cores, once: pip keeps the built wheel in its cache), so only `make test` needs it.
+TEST_STAMP := $(VENV)/.test-installed
 
 .PHONY: venv demo test unit integration lint clean
 
@@ -16,16 +19,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet -e ".[llamacpp]"
+	touch $(TEST_STAMP)
+
 demo: venv
 	$(BIN)/cascade demo
 
-test: venv
+test: $(TEST_STAMP)
 	$(BIN)/pytest
 
 unit: venv
 	$(BIN)/pytest tests/unit
 
-integration: venv
+integration: $(TEST_STAMP)
 	$(BIN)/pytest tests/integration
 
 lint: venv

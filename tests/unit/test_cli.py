@@ -52,4 +52,4 @@ def test_unknown_backend_in_a_config_is_refused_at_start_up(tmp_path):
     path.write_text('[[tiers]]\nname = "a"\nbackend = "tgi"\nmodel = "m"\n')
     result = cli("--config", str(path), "tiers")
     assert result.returncode == 2
-    assert "tiers[0] (a).backend: unknown backend 'tgi'; choose one of null, transformers" in result.stderr
+    assert "tiers[0] (a).backend: unknown backend 'tgi'; choose one of null, openai, transformers, vllm" in result.stderr

@@ -83,7 +83,7 @@ def test_a_model_that_fails_to_load_names_the_problem(model, message, monkeypatc
 
 
 def test_unknown_backend_is_refused_with_the_choices():
-    with pytest.raises(BackendError, match="unknown backend 'tgi'; choose one of null, transformers"):
+    with pytest.raises(BackendError, match="unknown backend 'tgi'; choose one of null, openai, transformers, vllm"):
         create_backend(Tier(name="t", backend="tgi", model="m"))
 
 
