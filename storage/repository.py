@@ -141,17 +141,6 @@ def work_for_tier(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> 
     return TierWork(pending, reforward, len(ids) - len(pending))
 
 
-def pending_for_tier(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> list[PendingJob]:
-    """Jobs that are queued on `tier` and that this tier has not yet tried."""
-    return work_for_tier(session, job_ids, tier).pending
-
-
-def forwarded_but_queued(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> dict[str, list[uuid.UUID]]:
-    """Jobs this tier already escalated that are still queued elsewhere: a redelivered message must
-    forward them again (the first delivery may have died between commit and enqueue)."""
-    return work_for_tier(session, job_ids, tier).reforward
-
-
 def record_attempts(
     session: Session, records: Sequence[AttemptRecord], *, next_tier: str | None
 ) -> set[uuid.UUID]:
@@ -315,21 +304,6 @@ def stranded_jobs(session: Session, *, older_than_s: float, limit: int = 10_000)
     return out
 
 
-def summary(session: Session, job_ids: Sequence[uuid.UUID] | None = None) -> dict[str, Any]:
-    """Counts by job status and, per tier, answered/escalated/failed."""
-    jobs = select(Job.status, func.count()).group_by(Job.status)
-    attempts = select(Attempt.tier, Attempt.decision, func.count()).group_by(Attempt.tier, Attempt.decision)
-    if job_ids is not None:
-        ids = list(job_ids)
-        jobs = jobs.where(Job.id.in_(ids))
-        attempts = attempts.where(Attempt.job_id.in_(ids))
-    statuses = dict(session.execute(jobs).all())
-    tiers: dict[str, dict[str, int]] = {}
-    for tier, decision, count in session.execute(attempts):
-        tiers.setdefault(tier, {"accepted": 0, "escalated": 0, "failed": 0})[decision] = count
-    return {"statuses": statuses, "tiers": tiers}
-
-
 __all__ = [
     "AttemptRecord",
     "NewJob",
@@ -337,13 +311,10 @@ __all__ = [
     "add_jobs",
     "fail_jobs",
     "find_job",
-    "forwarded_but_queued",
     "TierWork",
     "work_for_tier",
     "get_job",
     "job_statuses",
-    "pending_for_tier",
     "record_attempts",
     "stranded_jobs",
-    "summary",
 ]

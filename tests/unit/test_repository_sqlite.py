@@ -14,10 +14,9 @@ from storage.repository import (
     add_jobs,
     fail_jobs,
     find_job,
-    forwarded_but_queued,
-    pending_for_tier,
     record_attempts,
     stranded_jobs,
+    work_for_tier,
 )
 
 
@@ -54,9 +53,9 @@ def test_an_escalation_then_an_answer_sums_costs_once_even_when_replayed(db):
             new = record_attempts(s, [attempt(job_id)], next_tier="large")
     assert new == set()
     with session_scope(db) as s:
-        assert pending_for_tier(s, [job_id], "small") == []
-        assert [p.id for p in pending_for_tier(s, [job_id], "large")] == [job_id]
-        assert forwarded_but_queued(s, [job_id], "small") == {"large": [job_id]}
+        assert work_for_tier(s, [job_id], "small").pending == []
+        assert [p.id for p in work_for_tier(s, [job_id], "large").pending] == [job_id]
+        assert work_for_tier(s, [job_id], "small").reforward == {"large": [job_id]}
     for _ in range(2):
         with session_scope(db) as s:
             record_attempts(s, [attempt(job_id, "large", 1, "accepted", answer="B", flops=200.0)], next_tier=None)
@@ -66,7 +65,7 @@ def test_an_escalation_then_an_answer_sums_costs_once_even_when_replayed(db):
         assert [a.tier for a in job.attempts] == ["small", "large"]
         assert job.flops == 222.0 and job.tokens_in == 20 and job.cost_usd == pytest.approx(0.002)
         assert s.scalar(select(func.count()).select_from(Attempt)) == 2
-        assert forwarded_but_queued(s, [job_id], "small") == {}
+        assert work_for_tier(s, [job_id], "small").reforward == {}
 
 
 def test_failures_end_the_job_with_the_reason(db):
