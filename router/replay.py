@@ -232,8 +232,9 @@ def search(
     return points
 
 
-def frontier(points: Sequence[ReplayResult]) -> list[ReplayResult]:
-    """The cost-accuracy Pareto frontier: no other point is both cheaper and at least as accurate."""
+def frontier(points: Sequence) -> list:
+    """The cost-accuracy Pareto frontier of points with `reduced_cc` and `accuracy` (replay results,
+    calibration points): no other point is both cheaper and at least as accurate."""
     ordered = sorted(points, key=lambda p: (-p.reduced_cc, -p.accuracy))
     out: list[ReplayResult] = []
     best_accuracy = -1.0

@@ -325,6 +325,7 @@ def _register_subcommands() -> None:
     import workers.cli_audit  # noqa: F401
     import workers.cli_batch  # noqa: F401
     import workers.cli_models  # noqa: F401
+    import workers.cli_pik  # noqa: F401
     import workers.cli_replay  # noqa: F401
 
 

@@ -156,7 +156,9 @@ class TransformersBackend(Backend):
     def count_tokens(self, questions: Sequence[Question]) -> list[int]:
         return [len(ids) for ids in self.encode(questions)]
 
-    def score(self, questions: Sequence[Question], *, layer: int | None = None) -> list[ScoredAnswer | ItemFailure]:
+    def score(self, questions: Sequence[Question], *, layer: int | Sequence[int] | None = None) -> list[ScoredAnswer | ItemFailure]:
+        """One batched pass per `max_batch` questions. `layer` may be a list (probe training):
+        then each answer's `hidden` maps layer -> last-token hidden state, from the same pass."""
         encoded = self.encode(questions)
         results: list[ScoredAnswer | ItemFailure | None] = [None] * len(questions)
         runnable = []
@@ -177,7 +179,7 @@ class TransformersBackend(Backend):
                 results[i] = item
         return results  # type: ignore[return-value]
 
-    def _forward(self, batch: list[list[int]], questions: list[Question], layer: int | None) -> list[ScoredAnswer]:
+    def _forward(self, batch: list[list[int]], questions: list[Question], layer) -> list[ScoredAnswer]:
         torch = self._torch
         width = max(len(ids) for ids in batch)
         rows = len(batch)
@@ -192,17 +194,18 @@ class TransformersBackend(Backend):
             mask[row, width - len(ids) :] = 1
         mask[len(batch) :, -1] = 1  # filler rows of a fixed-size batch attend to one pad token
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        captured: dict[str, object] = {}
-        handle = None
-        if layer is not None:
-            if not 0 <= layer < len(self.layers):
-                raise BackendError(f"tier {self.tier.name}: layer {layer} out of range 0..{len(self.layers) - 1}")
+        captured: dict[int, object] = {}
+        wanted = [] if layer is None else ([layer] if isinstance(layer, int) else list(layer))
+        handles = []
+        for index in wanted:
+            if not 0 <= index < len(self.layers):
+                raise BackendError(f"tier {self.tier.name}: layer {index} out of range 0..{len(self.layers) - 1}")
 
-            def keep_last_token(_module, _inputs, output):
+            def keep_last_token(_module, _inputs, output, index=index):
                 hidden = output[0] if isinstance(output, tuple) else output
-                captured["hidden"] = hidden[:, -1, :].float().cpu()
+                captured[index] = hidden[:, -1, :].float().cpu()
 
-            handle = self.layers[layer].register_forward_hook(keep_last_token)
+            handles.append(self.layers[index].register_forward_hook(keep_last_token))
         try:
             with self._lock, torch.inference_mode():
                 out = self._forward_fn(
@@ -215,12 +218,11 @@ class TransformersBackend(Backend):
                 probs = torch.softmax(out.logits[: len(batch), -1, :].float(), dim=-1)
                 letter_probs = self._letter_matrix(probs).cpu().numpy()
         finally:
-            if handle is not None:
+            for handle in handles:
                 handle.remove()
-        hidden = captured.get("hidden")
-        hidden_np = hidden[: len(batch)].numpy() if hidden is not None else None
+        arrays = {index: captured[index][: len(batch)].numpy() for index in wanted}
         return [
-            _scored(q, letter_probs[row], len(batch[row]), None if hidden_np is None else hidden_np[row])
+            _scored(q, letter_probs[row], len(batch[row]), _hidden_for(row, arrays, layer))
             for row, q in enumerate(questions)
         ]
 
@@ -270,6 +272,14 @@ def _auto_tokenizer(where: str, **kwargs):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(where, **kwargs)
+
+
+def _hidden_for(row: int, arrays: dict, layer):
+    if not arrays:
+        return None
+    if isinstance(layer, int):
+        return arrays[layer][row]
+    return {index: values[row] for index, values in arrays.items()}
 
 
 def _scored(question: Question, letter_probs: np.ndarray, tokens_in: int, hidden) -> ScoredAnswer:

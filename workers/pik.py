@@ -1,0 +1,177 @@
+"""P(IK) probes: run a tier's model over labelled questions, cache what it said and its hidden states,
+and fit a classifier that predicts "my answer is right".
+
+The cache (one .npz per model and dataset) holds each question's answer, P(T), correctness, token
+count and the last-prompt-token hidden state at every layer asked for, so re-runs, ablations and
+layer searches never recompute a forward pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.probe import Probe, probe_from_parts
+from router.prompts import Question, make_question, normalise_gold
+
+
+@dataclass
+class Labelled:
+    questions: list[Question]
+    gold: list[str]
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for q, g in zip(self.questions, self.gold):
+            h.update(json.dumps([q.text, list(q.choices), g]).encode())
+        return h.hexdigest()[:16]
+
+
+def load_labelled(spec: str, *, limit: int | None = None, seed: int = 0) -> Labelled:
+    """Labelled multiple-choice questions from MMLU-style CSV folders (comma-separated list) or a
+    JSONL/CSV/Parquet file with an `answer` field. With `limit`, a seeded sample."""
+    questions, gold = [], []
+    for part in spec.split(","):
+        path = Path(part)
+        if path.is_dir():
+            for csv_path in sorted(path.glob("*.csv")):
+                with open(csv_path, newline="", encoding="utf-8") as fh:
+                    for row in csv.reader(fh):
+                        if len(row) == 6:
+                            q = make_question(row[0], row[1:5])
+                            questions.append(q)
+                            gold.append(normalise_gold(row[5], q))
+        else:
+            from workers.datasets import read_rows
+
+            for row in read_rows(path):
+                if row.error is None and row.gold:
+                    questions.append(make_question(row.question, row.choices))
+                    gold.append(row.gold)
+    if not questions:
+        raise ValueError(f"no labelled questions in {spec}")
+    if limit and limit < len(questions):
+        order = np.random.default_rng(seed).permutation(len(questions))[:limit]
+        questions, gold = [questions[i] for i in order], [gold[i] for i in order]
+    return Labelled(questions, gold)
+
+
+def features_dir() -> Path:
+    return Path(os.environ.get("CASCADE_FEATURES_DIR") or Path.home() / ".cache" / "cascade" / "features")
+
+
+def collect(backend, data: Labelled, layers: Sequence[int], *, on_progress: Callable[[int], None] | None = None, chunk: int = 64) -> dict[str, np.ndarray]:
+    """What the model said about every question, with hidden states at `layers`; cached on disk."""
+    template = getattr(backend, "use_chat", None)
+    key = hashlib.sha256(f"{backend.model_id}|{template}|{data.digest()}".encode()).hexdigest()[:20]
+    path = features_dir() / f"{key}.npz"
+    cached: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            cached = {k: f[k] for k in f.files}
+    missing = [layer for layer in layers if f"hidden_{layer}" not in cached]
+    if cached and not missing:
+        return cached
+    out: dict[str, list] = {"answer": [], "p_t": [], "p_t_options": [], "correct": [], "tokens_in": []}
+    hidden: dict[int, list] = {layer: [] for layer in layers}
+    for start in range(0, len(data.questions), chunk):
+        batch = data.questions[start : start + chunk]
+        for result, gold in zip(backend.score(batch, layer=list(layers)), data.gold[start : start + chunk]):
+            if not hasattr(result, "answer"):  # too long for the context: counted as wrong, zero state
+                out["answer"].append("")
+                out["p_t"].append(0.0)
+                out["p_t_options"].append(0.0)
+                out["correct"].append(False)
+                out["tokens_in"].append(0)
+                for layer in layers:
+                    hidden[layer].append(np.zeros(backend.hidden_size, dtype=np.float32))
+                continue
+            out["answer"].append(result.answer)
+            out["p_t"].append(result.p_t)
+            out["p_t_options"].append(result.p_t_options)
+            out["correct"].append(result.answer == gold)
+            out["tokens_in"].append(result.tokens_in)
+            for layer in layers:
+                hidden[layer].append(result.hidden[layer])
+        if on_progress:
+            on_progress(len(batch))
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    arrays.update({f"hidden_{layer}": np.stack(v).astype(np.float32) for layer, v in hidden.items()})
+    arrays.update({k: v for k, v in cached.items() if k.startswith("hidden_") and k not in arrays})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".partial"), "wb") as fh:
+        np.savez(fh, **arrays)
+    path.with_suffix(".partial").replace(path)
+    return arrays
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels, dtype=bool)
+    if labels.all() or not labels.any():
+        return None
+    return float(roc_auc_score(labels, scores))
+
+
+def fit_probe(x: np.ndarray, y: np.ndarray, kind: str, seed: int = 0) -> tuple[list, list, np.ndarray, np.ndarray]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    z = scaler.transform(x)
+    if kind == "logistic":
+        clf = LogisticRegression(max_iter=2000, C=0.1).fit(z, y)
+        return [clf.coef_[0]], [clf.intercept_], scaler.mean_, scaler.scale_
+    if kind == "mlp":
+        clf = MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, early_stopping=True, max_iter=300, random_state=seed).fit(z, y)
+        return list(clf.coefs_), list(clf.intercepts_), scaler.mean_, scaler.scale_
+    raise ValueError(f"unknown classifier {kind!r}: use logistic or mlp")
+
+
+def train(
+    features: dict[str, np.ndarray],
+    layers: Sequence[int],
+    *,
+    kind: str,
+    model: str,
+    data_digest: str,
+    heldout: float = 0.2,
+    seed: int = 0,
+) -> tuple[Probe, list[dict[str, Any]]]:
+    """Fit a probe per candidate layer on a split, keep the layer with the best held-out AUROC."""
+    y = features["correct"].astype(bool)
+    n = len(y)
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(round(n * (1 - heldout)))
+    train_idx, test_idx = order[:cut], order[cut:]
+    p_t_auroc = auroc(features["p_t"][test_idx], y[test_idx])
+    table, best = [], None
+    for layer in layers:
+        x = features[f"hidden_{layer}"]
+        weights, biases, mean, scale = fit_probe(x[train_idx], y[train_idx], kind, seed)
+        probe = probe_from_parts(kind, weights, biases, mean, scale, {"model": model, "layer": layer})
+        score = auroc(probe.predict(x[test_idx]), y[test_idx])
+        table.append({"layer": layer, "heldout_auroc": score, "p_t_auroc": p_t_auroc})
+        if best is None or (score or 0) > (best[1] or 0):
+            best = (probe, score)
+    probe, score = best
+    probe.metadata.update(
+        hidden_size=probe.hidden_size,
+        train_hash=data_digest,
+        heldout_auroc=score,
+        heldout_p_t_auroc=p_t_auroc,
+        n_train=int(len(train_idx)),
+        n_heldout=int(len(test_idx)),
+        accuracy=float(y.mean()),
+    )
+    return probe, table
