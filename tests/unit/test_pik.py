@@ -42,8 +42,9 @@ def test_a_probe_trains_round_trips_and_drives_a_tier(labelled, tmp_path, monkey
         {"name": "large", "backend": "null", "model": "n"},
     ]})
     scorer = TierScorer(config, config.tier("small")).load()
-    from storage.repository import PendingJob
     import uuid
+
+    from storage.repository import PendingJob
 
     records = scorer.run([PendingJob(uuid.uuid4(), q.text, list(q.choices)) for q in labelled.questions[:8]])
     assert all(r.p_ik is not None and r.tau_ik == 0.5 for r in records)
