@@ -324,6 +324,7 @@ def _register_subcommands() -> None:
     # Imported for their side effect of adding command groups to `main`.
     import workers.cli_audit  # noqa: F401
     import workers.cli_batch  # noqa: F401
+    import workers.cli_eval  # noqa: F401
     import workers.cli_models  # noqa: F401
     import workers.cli_pik  # noqa: F401
     import workers.cli_replay  # noqa: F401

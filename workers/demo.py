@@ -7,11 +7,8 @@ production. With CASCADE_BROKER_URL / CASCADE_DATABASE_URL set it uses those (an
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -20,16 +17,12 @@ from sqlalchemy.orm import selectinload
 from router.cost import call_flops, reduced_cc
 from router.prompts import make_question
 from storage.engine import session_scope
-from storage.migrate import upgrade
 from storage.models import Job, JobStatus
-from workers.app import create_app
 from workers.backends import create_backend
-from workers.client import Cascade
+from workers.embedded import running_cascade
 from workers.samples import sample_questions
 from workers.scoring import scorer_for
 from workers.settings import Settings
-
-EMBEDDED_BROKER = "memory://localhost/"
 
 
 def run_demo(
@@ -42,32 +35,8 @@ def run_demo(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     rows = sample_questions()[:limit] if limit else sample_questions()
-    with ExitStack() as stack:
-        embedded = settings.broker_url is None
-        database_url = settings.database_url
-        if database_url is None:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="cascade-demo-"))
-            database_url = f"sqlite:///{folder}/cascade.sqlite"
-        settings = replace(settings, broker_url=settings.broker_url or EMBEDDED_BROKER, database_url=database_url)
-        upgrade(database_url)
-        app = create_app(settings)
-        if embedded:
-            for tier in settings.config.tiers:
-                echo(f"loading tier {tier.name} ({tier.model}) ...")
-                scorer_for(settings.config, tier.name)
-            from celery.contrib.testing.worker import start_worker
-
-            stack.enter_context(
-                start_worker(
-                    app,
-                    pool="solo",
-                    queues=settings.config.queues,
-                    perform_ping_check=False,
-                    loglevel="WARNING",
-                    shutdown_timeout=30.0,
-                )
-            )
-        client = Cascade(settings=settings, app=app)
+    with running_cascade(settings, echo=echo, prefix="cascade-demo-") as client:
+        settings = client.settings
         run = uuid.uuid4().hex[:8]
         job_ids = client.submit_many(
             {"question": r["question"], "choices": r["choices"], "gold": r["answer"], "external_id": f"demo:{run}:{r['id']}"}
