@@ -54,21 +54,17 @@ class AuditFilter:
         return conditions
 
 
-def quantiles(session: Session, column, conditions: Sequence, qs: Sequence[float], *, join_jobs: bool = False) -> list[float | None]:
+def quantiles(session: Session, column, conditions: Sequence, qs: Sequence[float]) -> list[float | None]:
     """Quantiles of `column` over the filtered rows (None when there are none)."""
-    base = select(column).where(column.is_not(None), *conditions)
-    if join_jobs:
-        base = base.select_from(Attempt).join(Job, Job.id == Attempt.job_id)
     if is_postgres(session):
         from sqlalchemy.dialects.postgresql import array
 
         stmt = select(func.percentile_cont(array([literal(q) for q in qs])).within_group(column)).where(
             column.is_not(None), *conditions
         )
-        if join_jobs:
-            stmt = stmt.select_from(Attempt).join(Job, Job.id == Attempt.job_id)
         values = session.scalar(stmt)
         return [None if v is None else float(v) for v in values] if values else [None] * len(qs)
+    base = select(column).where(column.is_not(None), *conditions)
     values = sorted(v for (v,) in session.execute(base) if v is not None)
     if not values:
         return [None] * len(qs)

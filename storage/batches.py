@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from storage.bulk import insert_new
 from storage.models import Batch, BatchStatus, Job, JobStatus, utcnow
+from storage.repository import ZERO_TOTALS
 
 MAX_STORED_ERRORS = 100
 
@@ -68,11 +69,10 @@ def create_or_resume(session: Session, *, name: str, source: str, id_field: str)
 
 
 def get_batch(session: Session, name_or_id: str) -> Batch:
-    stmt = select(Batch).where(Batch.name == name_or_id)
     try:
         stmt = select(Batch).where((Batch.name == name_or_id) | (Batch.id == uuid.UUID(name_or_id)))
-    except ValueError:
-        pass
+    except ValueError:  # not a uuid: a name
+        stmt = select(Batch).where(Batch.name == name_or_id)
     batch = session.scalars(stmt).first()
     if batch is None:
         raise BatchError(f"no batch named {name_or_id!r}: see `cascade batch list`")
@@ -108,11 +108,7 @@ def insert_rows(session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow],
             "error": None if row.error is None else f"row {row.index}: {row.error}",
             "created_at": now,
             "finished_at": None if row.error is None else now,
-            "tokens_in": 0,
-            "tokens_out": 0,
-            "flops": 0.0,
-            "cost_usd": 0.0,
-            "latency_ms": 0.0,
+            **ZERO_TOTALS,
         }
         for row in unique_rows
     ]

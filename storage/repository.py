@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from storage.bulk import insert_new, is_postgres, key_in
@@ -58,13 +57,7 @@ class PendingJob:
     choices: list[str]
 
 
-def insert_for_dialect(session: Session, table):
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"database {dialect!r} is not supported: use PostgreSQL or SQLite")
+ZERO_TOTALS = {"tokens_in": 0, "tokens_out": 0, "flops": 0.0, "cost_usd": 0.0, "latency_ms": 0.0}
 
 
 def add_jobs(session: Session, jobs: Sequence[NewJob], *, first_tier: str) -> list[tuple[uuid.UUID, bool]]:
@@ -82,14 +75,13 @@ def add_jobs(session: Session, jobs: Sequence[NewJob], *, first_tier: str) -> li
             "status": JobStatus.QUEUED.value,
             "pending_tier": first_tier,
             "created_at": utcnow(),
+            **ZERO_TOTALS,
         }
         for job in jobs
     ]
     if not rows:
         return []
-    stmt = insert_for_dialect(session, Job).on_conflict_do_nothing(index_elements=["external_id"]).returning(Job.id)
-    # executemany with RETURNING is batched by SQLAlchemy's "insertmanyvalues" on both dialects.
-    created = {row[0] for row in session.execute(stmt, rows).all()}
+    created = {row[0] for row in insert_new(session, "jobs", rows, conflict=("external_id",), returning=("id",), json_columns=("choices",))}
     result = []
     missing = [r["external_id"] for r in rows if r["id"] not in created]
     existing = {}

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from router.prompts import Question, render, render_chat
+from router.signals import answer_from_letter_probs
 from workers.backends import tiny
 from workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
 
@@ -283,8 +284,6 @@ def _hidden_for(row: int, arrays: dict, layer):
 
 
 def _scored(question: Question, letter_probs: np.ndarray, tokens_in: int, hidden) -> ScoredAnswer:
-    from router.signals import answer_from_letter_probs
-
     probs = {letter: float(letter_probs[i]) for i, letter in enumerate(question.letters)}
     confidence = answer_from_letter_probs(probs)
     return ScoredAnswer(
