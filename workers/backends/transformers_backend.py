@@ -92,6 +92,9 @@ class TransformersBackend(Backend):
             if tiny.is_tiny(source):
                 return build_tiny()
             path = Path(source).expanduser()
+            if source.startswith(PACKAGED_SCHEME):
+                path = _packaged_folder(self.tier.name, source)
+                return from_pretrained(str(path), {})
             if source.endswith(".gguf"):
                 if not path.is_file():
                     raise BackendError(f"tier {self.tier.name}: GGUF file {path} not found")
@@ -258,6 +261,23 @@ class PaddingMeter:
 def _bucket(width: int, limit: int) -> int:
     """Round a batch's width up to a multiple of 64 tokens (a fixed shape for torch.compile)."""
     return min(limit, -(-width // 64) * 64)
+
+
+PACKAGED_SCHEME = "packaged:"
+
+
+def _packaged_folder(tier: str, source: str) -> Path:
+    """`packaged:NAME`: a model from `cascade models fetch NAME`, named the same on every machine."""
+    from workers import models
+
+    name = source[len(PACKAGED_SCHEME) :]
+    try:
+        folder = models.converted_path(models.lookup(name))
+    except models.ModelFetchError as exc:
+        raise BackendError(f"tier {tier}: {exc}") from None
+    if not (folder / "config.json").exists():
+        raise BackendError(f"tier {tier}: model {source!r} is not fetched yet: run `cascade models fetch {name}` first")
+    return folder
 
 
 def gguf_arguments(filename: str) -> dict:
