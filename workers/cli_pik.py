@@ -91,7 +91,7 @@ def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, s
     from router.calibration import CalibrationData, choose, frontier_search
     from router.cost import call_flops
     from router.replay import frontier
-    from workers.pik import collect, load_labelled
+    from workers.pik import collect, cross_fitted, load_labelled
     from workers.progress import progress
     from workers.scoring import TierScorer
 
@@ -110,7 +110,16 @@ def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, s
     _, large_backend = _loaded_backend(settings, next_tier.name)
     with progress(f"scoring on {next_tier.name}", len(labelled.questions), quiet=as_json) as advance:
         large = collect(large_backend, labelled, [], on_progress=advance)
-    p_ik = scorer.probe.predict(small[f"hidden_{scorer.probe.layer}"]) if scorer.probe else None
+    p_ik = None
+    if scorer.probe:
+        hidden = small[f"hidden_{scorer.probe.layer}"]
+        if scorer.probe.metadata.get("train_hash") == labelled.digest():
+            # The probe was fitted on these very questions: score each with a probe that never saw it.
+            p_ik = cross_fitted(hidden, small["correct"], scorer.probe.kind, seed=seed)
+            if not as_json:
+                click.echo("calibration questions are the probe's training questions: using out-of-fold P(IK)", err=True)
+        else:
+            p_ik = scorer.probe.predict(hidden)
     cal = CalibrationData(
         p_t=small["p_t"],
         p_ik=p_ik,

@@ -71,7 +71,8 @@ def features_dir() -> Path:
 def collect(backend, data: Labelled, layers: Sequence[int], *, on_progress: Callable[[int], None] | None = None, chunk: int = 64) -> dict[str, np.ndarray]:
     """What the model said about every question, with hidden states at `layers`; cached on disk."""
     template = getattr(backend, "use_chat", None)
-    key = hashlib.sha256(f"{backend.model_id}|{template}|{data.digest()}".encode()).hexdigest()[:20]
+    dtype = getattr(backend, "dtype", None)
+    key = hashlib.sha256(f"{backend.model_id}|{template}|{dtype}|{data.digest()}".encode()).hexdigest()[:20]
     path = features_dir() / f"{key}.npz"
     cached: dict[str, np.ndarray] = {}
     if path.exists():
@@ -122,6 +123,37 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores))
 
 
+# Hidden states are wide (896-4096) and labelled questions few (hundreds), so the logistic probe's
+# regularisation matters more than anything else: it is chosen per fit by inner cross-validation.
+STRENGTHS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 1.0)
+
+
+def choose_strength(z: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 4) -> float:
+    """The inverse regularisation strength C with the best cross-validated AUROC on (z, y)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    folds = min(folds, int(y.sum()), int((~y.astype(bool)).sum()))
+    if folds < 2:
+        return 0.1
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    scores = {c: cross_val_score(LogisticRegression(max_iter=3000, C=c), z, y, cv=split, scoring="roc_auc").mean() for c in STRENGTHS}
+    return max(scores, key=scores.get)
+
+
+def cross_fitted(x: np.ndarray, y: np.ndarray, kind: str, *, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold P(IK) for every row: each fold scored by a probe fitted on the other folds, so
+    thresholds can be calibrated on the probe's own training questions without its optimism."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y, dtype=bool)
+    out = np.zeros(len(y))
+    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        weights, biases, mean, scale = fit_probe(x[train_idx], y[train_idx], kind, seed)
+        out[test_idx] = probe_from_parts(kind, weights, biases, mean, scale, {}).predict(x[test_idx])
+    return out
+
+
 def fit_probe(x: np.ndarray, y: np.ndarray, kind: str, seed: int = 0) -> tuple[list, list, np.ndarray, np.ndarray]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
@@ -130,7 +162,7 @@ def fit_probe(x: np.ndarray, y: np.ndarray, kind: str, seed: int = 0) -> tuple[l
     scaler = StandardScaler().fit(x)
     z = scaler.transform(x)
     if kind == "logistic":
-        clf = LogisticRegression(max_iter=2000, C=0.1).fit(z, y)
+        clf = LogisticRegression(max_iter=3000, C=choose_strength(z, y, seed)).fit(z, y)
         return [clf.coef_[0]], [clf.intercept_], scaler.mean_, scaler.scale_
     if kind == "mlp":
         clf = MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, early_stopping=True, max_iter=300, random_state=seed).fit(z, y)

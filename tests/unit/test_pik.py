@@ -9,7 +9,7 @@ from router.config import Tier, load_config, parse_config
 from router.errors import ProbeError
 from router.probe import load_probe
 from workers.backends import create_backend
-from workers.pik import collect, load_labelled, train
+from workers.pik import auroc, collect, cross_fitted, fit_probe, load_labelled, train
 from workers.samples import sample_questions
 from workers.scoring import TierScorer
 
@@ -72,3 +72,18 @@ def test_calibrated_thresholds_are_written_into_the_right_tier(tmp_path):
     config = load_config(path)
     assert (config.tier("small").tau_t, config.tier("small").tau_ik) == (0.85, 0.42)
     assert config.tier("large").tau_t == 0.7 and path.read_text().startswith("# keep me")
+
+
+def test_out_of_fold_p_ik_is_honest_where_in_sample_scores_are_optimistic():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 300))
+    noise = rng.random(240) < 0.5  # labels unrelated to the states
+    weights, biases, mean, scale = fit_probe(x, noise, "logistic")
+    from router.probe import probe_from_parts
+
+    in_sample = probe_from_parts("logistic", weights, biases, mean, scale, {}).predict(x)
+    assert auroc(in_sample, noise) > 0.75  # a wide probe memorises its own questions
+    assert abs(auroc(cross_fitted(x, noise, "logistic"), noise) - 0.5) < 0.1
+    signal = x[:, :5].sum(axis=1) + rng.normal(size=240) > 0
+    assert auroc(cross_fitted(x, signal, "logistic"), signal) > 0.7
+
