@@ -332,7 +332,8 @@ def _names(qs: Sequence[float]) -> list[str]:
 def paired_results(session: Session, batch_id: uuid.UUID, reference_id: uuid.UUID, first: str) -> list[tuple]:
     """Per common row: the first tier's (P(T), right, tokens in, tokens out) in the audited batch,
     the reference batch's (largest tier alone) (P(T), right, tokens in, tokens out), then the first
-    tier's P(IK): the data to replay other thresholds on."""
+    tier's P(IK) and the largest tier's (None where it has no probe): the data to replay other
+    thresholds on."""
     ref_job, ref_attempt = aliased(Job), aliased(Attempt)
     return session.execute(
         select(
@@ -345,6 +346,7 @@ def paired_results(session: Session, batch_id: uuid.UUID, reference_id: uuid.UUI
             ref_attempt.tokens_in,
             ref_attempt.tokens_out,
             Attempt.p_ik,
+            ref_attempt.p_ik,
         )
         .select_from(Job)
         .join(Attempt, and_(Attempt.job_id == Job.id, Attempt.tier == first))

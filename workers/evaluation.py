@@ -137,11 +137,12 @@ def run_eval(
     last_p_t = np.array([p[4] or 0.0 for p in pairs])
     last_right = np.array([bool(p[5]) for p in pairs])
     p_ik = None if any(p[8] is None for p in pairs) else np.array([p[8] for p in pairs])
+    last_p_ik = None if any(p[9] is None for p in pairs) else np.array([p[9] for p in pairs])
     from workers.pik import auroc
 
     result["auroc"] = {
         config.first.name: {"p_t": auroc(first_p_t, first_right), "p_ik": auroc(p_ik, first_right) if p_ik is not None else None},
-        config.last.name: {"p_t": auroc(last_p_t, last_right)},
+        config.last.name: {"p_t": auroc(last_p_t, last_right), "p_ik": auroc(last_p_ik, last_right) if last_p_ik is not None else None},
     }
     result["alone_accuracy"] = {config.first.name: round(100 * first_right.mean(), 2), config.last.name: round(100 * last_right.mean(), 2)}
     if ablate and len(config.tiers) == 2:
