@@ -31,17 +31,18 @@ def _loaded_backend(settings, tier_name: str):
 @click.option("--layer", default="auto", show_default=True, help="A layer index, or auto: pick by held-out AUROC.")
 @click.option("--classifier", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True)
 @click.option("--limit", type=int, help="Use a seeded sample of this many questions.")
-@click.option("--heldout", type=float, default=0.2, show_default=True, help="Share held out to measure AUROC.")
+@click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds that score each layer.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="The probe file to write (.npz).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def train_pik(ctx: Context, tier_name, data, layer, classifier, limit, heldout, seed, out_path, as_json):
+def train_pik(ctx: Context, tier_name, data, layer, classifier, limit, folds, seed, out_path, as_json):
     """Fit a P(IK) probe on the tier model's last-prompt-token hidden state.
 
     The model's answers and hidden states are cached, so other layers or classifiers refit in
     seconds. The probe file (npz + JSON metadata, no pickle) records the model, layer, training-set
-    hash and held-out AUROC.
+    hash and out-of-fold AUROC; the layer is chosen by that AUROC and the probe is then fitted on all
+    the questions.
 
     \b
     Example:
@@ -60,17 +61,17 @@ def train_pik(ctx: Context, tier_name, data, layer, classifier, limit, heldout, 
         layers = [int(layer)]
     with progress("scoring", len(labelled.questions), quiet=as_json) as advance:
         features = collect(backend, labelled, layers, on_progress=advance)
-    probe, table = train(features, layers, kind=classifier, model=backend.model_id, data_digest=labelled.digest(), heldout=heldout, seed=seed)
+    probe, table = train(features, layers, kind=classifier, model=backend.model_id, data_digest=labelled.digest(), folds=folds, seed=seed)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     probe.save(out_path)
     result = {"probe": out_path, "layer": probe.layer, "layers": table, "metadata": probe.metadata}
     if as_json:
         emit_json(result)
         return
-    click.echo(f"{'layer':>6}{'P(IK) AUROC':>13}{'P(T) AUROC':>12}")
+    click.echo(f"{'layer':>6}{'P(IK) AUROC':>13}{'P(T) AUROC':>12}   (P(IK) out-of-fold, {probe.metadata['folds']} folds)")
     for row in table:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        click.echo(f"{row['layer']:>6}{fmt(row['heldout_auroc']):>13}{fmt(row['p_t_auroc']):>12}")
+        click.echo(f"{row['layer']:>6}{fmt(row['cv_auroc']):>13}{fmt(row['p_t_auroc']):>12}")
     click.echo(f"wrote {out_path} (layer {probe.layer}, {classifier}, accuracy {probe.metadata['accuracy']:.1%})")
 
 

@@ -125,10 +125,10 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
 
 # Hidden states are wide (896-4096) and labelled questions few (hundreds), so the logistic probe's
 # regularisation matters more than anything else: it is chosen per fit by inner cross-validation.
-STRENGTHS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 1.0)
+STRENGTHS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
-def choose_strength(z: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 4) -> float:
+def choose_strength(z: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 3) -> float:
     """The inverse regularisation strength C with the best cross-validated AUROC on (z, y)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -177,33 +177,31 @@ def train(
     kind: str,
     model: str,
     data_digest: str,
-    heldout: float = 0.2,
+    folds: int = 5,
     seed: int = 0,
 ) -> tuple[Probe, list[dict[str, Any]]]:
-    """Fit a probe per candidate layer on a split, keep the layer with the best held-out AUROC."""
+    """Score each candidate layer by out-of-fold AUROC (every question predicted by a probe that
+    never saw it), keep the best layer, and fit the probe on all the questions."""
     y = features["correct"].astype(bool)
-    n = len(y)
-    order = np.random.default_rng(seed).permutation(n)
-    cut = int(round(n * (1 - heldout)))
-    train_idx, test_idx = order[:cut], order[cut:]
-    p_t_auroc = auroc(features["p_t"][test_idx], y[test_idx])
+    folds = min(folds, int(y.sum()), int((~y).sum()))
+    p_t_auroc = auroc(features["p_t"], y)
     table, best = [], None
     for layer in layers:
         x = features[f"hidden_{layer}"]
-        weights, biases, mean, scale = fit_probe(x[train_idx], y[train_idx], kind, seed)
-        probe = probe_from_parts(kind, weights, biases, mean, scale, {"model": model, "layer": layer})
-        score = auroc(probe.predict(x[test_idx]), y[test_idx])
-        table.append({"layer": layer, "heldout_auroc": score, "p_t_auroc": p_t_auroc})
+        score = auroc(cross_fitted(x, y, kind, folds=folds, seed=seed), y) if folds >= 2 else None
+        table.append({"layer": layer, "cv_auroc": score, "p_t_auroc": p_t_auroc})
         if best is None or (score or 0) > (best[1] or 0):
-            best = (probe, score)
-    probe, score = best
+            best = (layer, score)
+    layer, score = best
+    weights, biases, mean, scale = fit_probe(features[f"hidden_{layer}"], y, kind, seed)
+    probe = probe_from_parts(kind, weights, biases, mean, scale, {"model": model, "layer": layer})
     probe.metadata.update(
         hidden_size=probe.hidden_size,
         train_hash=data_digest,
-        heldout_auroc=score,
-        heldout_p_t_auroc=p_t_auroc,
-        n_train=int(len(train_idx)),
-        n_heldout=int(len(test_idx)),
+        cv_auroc=score,
+        p_t_auroc=p_t_auroc,
+        folds=folds,
+        n_train=int(len(y)),
         accuracy=float(y.mean()),
     )
     return probe, table

@@ -31,7 +31,7 @@ def test_a_probe_trains_round_trips_and_drives_a_tier(labelled, tmp_path, monkey
     np.testing.assert_array_equal(again["hidden_1"], features["hidden_1"])
     probe, table = train(features, [0, 1], kind="logistic", model="tiny:small", data_digest=labelled.digest())
     assert [row["layer"] for row in table] == [0, 1] and probe.layer in (0, 1)
-    assert probe.metadata["train_hash"] == labelled.digest() and probe.metadata["n_heldout"] > 0
+    assert probe.metadata["train_hash"] == labelled.digest() and probe.metadata["n_train"] == len(labelled.gold)
     path = tmp_path / "probe.npz"
     probe.save(path)
     loaded = load_probe(path)
