@@ -62,10 +62,19 @@ def evaluate(data: CalibrationData, tau_t: float, tau_ik: float | None) -> Calib
     )
 
 
-def frontier_search(data: CalibrationData, grid=DEFAULT_GRID) -> list[CalibrationPoint]:
-    """Every threshold pair on the grid (tau_IK only when the tier has P(IK))."""
-    ik_grid = list(grid) if data.p_ik is not None else [None]
-    return [evaluate(data, t, ik) for t in grid for ik in ik_grid]
+SIGNALS = ("both", "p_t", "p_ik")
+
+
+def frontier_search(data: CalibrationData, grid=DEFAULT_GRID, *, signal: str = "both") -> list[CalibrationPoint]:
+    """Every threshold pair on the grid (tau_IK only when the tier has P(IK)). `signal` restricts
+    the rule to one signal: "p_t" (P(T) alone) or "p_ik" (P(IK) alone, tau_T fixed at 0)."""
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown signal {signal!r}: choose one of {', '.join(SIGNALS)}")
+    if signal == "p_ik" and data.p_ik is None:
+        raise ValueError("P(IK) alone needs a probe on the tier")
+    t_grid = [0.0] if signal == "p_ik" else list(grid)
+    ik_grid = list(grid) if data.p_ik is not None and signal != "p_t" else [None]
+    return [evaluate(data, t, ik) for t in t_grid for ik in ik_grid]
 
 
 def choose(

@@ -21,10 +21,12 @@ from workers.cli import EXIT_TIMEOUT, Context, _settings, emit_json, fail, main
 @click.option("--gpqa-zip", envvar="CASCADE_GPQA_ZIP", help="GPQA's dataset.zip, read in memory [env CASCADE_GPQA_ZIP].")
 @click.option("--gpqa-password", envvar="CASCADE_GPQA_PASSWORD", help="Default: the password the GPQA authors publish.")
 @click.option("--ablate", is_flag=True, help="Also report P(T)-only and P(IK)-only routing on the same answers.")
+@click.option("--ablate-tau-t", type=float, help="tau_t of the P(T)-only variant (default: the tier's; see `calibrate --signal p_t`).")
+@click.option("--ablate-tau-ik", type=float, help="tau_ik of the P(IK)-only variant (default: the tier's; see `calibrate --signal p_ik`).")
 @click.option("--timeout", type=float, default=6 * 3600, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_command(ctx: Context, benchmark, split, sample, seed, data_dir, gpqa_zip, gpqa_password, ablate, timeout, as_json):
+def eval_command(ctx: Context, benchmark, split, sample, seed, data_dir, gpqa_zip, gpqa_password, ablate, ablate_tau_t, ablate_tau_ik, timeout, as_json):
     """Run a seeded sample of MMLU or GPQA diamond through the cascade and through the largest tier
     alone, and report accuracy, PD, reduced compute, AUROC of P(T)/P(IK), share per tier.
 
@@ -56,7 +58,10 @@ def eval_command(ctx: Context, benchmark, split, sample, seed, data_dir, gpqa_zi
             click.echo(f"\r{done}/{total} answered", nl=False, err=True)
 
     try:
-        result = run_eval(settings, rows, name=name, ablate=ablate, timeout_s=timeout, echo=echo, on_progress=progress)
+        result = run_eval(
+            settings, rows, name=name, ablate=ablate, ablate_thresholds=(ablate_tau_t, ablate_tau_ik),
+            timeout_s=timeout, echo=echo, on_progress=progress,
+        )
     except TimeoutError as exc:
         fail(str(exc), EXIT_TIMEOUT)
     except RouterError as exc:

@@ -82,10 +82,12 @@ def train_pik(ctx: Context, tier_name, data, layer, classifier, limit, folds, se
 @click.option("--max-escalation", type=float, help="Or: the most accurate thresholds escalating at most this share.")
 @click.option("--limit", type=int)
 @click.option("--seed", type=int, default=0)
+@click.option("--signal", type=click.Choice(["both", "p_t", "p_ik"]), default="both", show_default=True,
+              help="Route on both signals, or on P(T) / P(IK) alone (for ablations).")
 @click.option("--write", is_flag=True, help="Write the chosen tau_t / tau_ik into the config file.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, seed, write, as_json):
+def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, seed, signal, write, as_json):
     """Choose tau_t (and tau_ik, with a probe) on labelled data; print the frontier searched."""
     import numpy as np
 
@@ -98,6 +100,8 @@ def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, s
 
     if (target_pd is None) == (max_escalation is None):
         fail("give one of --target-pd or --max-escalation")
+    if write and signal == "p_t":
+        fail("--write with --signal p_t would leave the probe's tau_ik in force: remove `probe` from the tier to route on P(T) alone")
     settings = _settings(ctx)
     config = settings.config
     next_tier = config.next_tier(tier_name) if tier_name in [t.name for t in config.tiers] else None
@@ -129,9 +133,18 @@ def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, s
         small_flops=np.array([call_flops(scorer.backend.params, t, 1) for t in small["tokens_in"]]),
         large_flops=np.array([call_flops(large_backend.params, t, 1) for t in large["tokens_in"]]),
     )
-    points = frontier_search(cal)
+    try:
+        points = frontier_search(cal, signal=signal)
+    except ValueError as exc:
+        fail(str(exc))
     best = choose(points, target_pd=target_pd, max_escalation=max_escalation)
     result = {"frontier": [p.as_dict() for p in frontier(points)], "chosen": best.as_dict() if best else None}
+    if best is not None and best.reduced_cc < 0:
+        result["warning"] = (
+            f"within this target the cascade costs {-best.reduced_cc:.1f}% more compute than {next_tier.name} alone: "
+            f"{tier_name} is too rarely right when it is confident; send the questions straight to {next_tier.name} "
+            "or relax the target"
+        )
     if best is None:
         emit_json(result) if as_json else click.echo("no thresholds meet the target on this data")
         raise SystemExit(EXIT_FAILED)
@@ -150,6 +163,8 @@ def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, s
     c = result["chosen"]
     click.echo(f"chosen: tau_t {c['tau_t']}, tau_ik {c['tau_ik']}: PD {c['pd_pp']:+.2f}, reduced CC {c['reduced_cc']:.2f}%"
                + (f"; written to {result['written_to']}" if write else ""))
+    if "warning" in result:
+        click.echo(f"warning: {result['warning']}", err=True)
 
 
 def write_thresholds(path: Path, tier_name: str, tau_t: float, tau_ik: float | None) -> None:

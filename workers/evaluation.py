@@ -101,6 +101,7 @@ def run_eval(
     *,
     name: str,
     ablate: bool,
+    ablate_thresholds: tuple[float | None, float | None] = (None, None),
     timeout_s: float,
     echo: Callable[[str], None] = lambda _m: None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -155,8 +156,12 @@ def run_eval(
             small_flops=2.0 * params[first.name] * np.array([p[2] + p[3] for p in pairs], dtype=float),
             large_flops=2.0 * params[config.last.name] * np.array([p[6] + p[7] for p in pairs], dtype=float),
         )
-        variants = {"P(T) and P(IK)": (first.tau_t, first.tau_ik if p_ik is not None else None), "P(T) only": (first.tau_t, None)}
+        # Each single-signal variant at its own threshold (calibrate --signal p_t / p_ik gives them),
+        # by default the tier's.
+        alone_t, alone_ik = ablate_thresholds
+        variants = {"P(T) and P(IK)": (first.tau_t, first.tau_ik if p_ik is not None else None)}
+        variants["P(T) only"] = (first.tau_t if alone_t is None else alone_t, None)
         if p_ik is not None:
-            variants["P(IK) only"] = (0.0, first.tau_ik)
+            variants["P(IK) only"] = (0.0, first.tau_ik if alone_ik is None else alone_ik)
         result["ablation"] = {label: evaluate(data, t, ik).as_dict() for label, (t, ik) in variants.items()}
     return result

@@ -43,7 +43,8 @@ def test_gpqa_diamond_is_read_in_memory_with_shuffled_options():
 def test_eval_reports_accuracy_pd_auroc_and_ablation(mmlu_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
     result = subprocess.run(
-        [sys.executable, "-m", "workers", "eval", "mmlu", "--split", "val", "--sample", "24", "--data-dir", str(mmlu_dir), "--ablate", "--json"],
+        [sys.executable, "-m", "workers", "--config", "tiny", "eval", "mmlu", "--split", "val", "--sample", "24",
+         "--data-dir", str(mmlu_dir), "--ablate", "--ablate-tau-t", "0", "--json"],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -53,6 +54,8 @@ def test_eval_reports_accuracy_pd_auroc_and_ablation(mmlu_dir):
     assert report["alone_accuracy"]["large"] == pytest.approx(report["largest_accuracy"], abs=0.01)
     assert sum(report["answered"].values()) == pytest.approx(1.0, abs=1e-3)
     assert set(report["ablation"]) == {"P(T) and P(IK)", "P(T) only"}  # the demo tiers have no probe
-    same = report["ablation"]["P(T) only"]
+    same = report["ablation"]["P(T) and P(IK)"]  # the live thresholds, replayed
     assert same["accuracy"] == pytest.approx(report["accuracy"], abs=0.01)
+    never = report["ablation"]["P(T) only"]  # --ablate-tau-t 0: the small tier keeps every answer
+    assert never["escalation_rate"] == 0.0 and never["accuracy"] == pytest.approx(report["alone_accuracy"]["small"], abs=0.01)
     assert 0.0 <= report["auroc"]["small"]["p_t"] <= 1.0
