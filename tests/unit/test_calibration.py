@@ -44,3 +44,13 @@ def test_an_escalation_budget_picks_the_most_accurate_point_within_it(data):
     with pytest.raises(ValueError, match="exactly one target"):
         choose(points)
     assert evaluate(data, 1.01, None).escalation_rate == 1.0
+
+
+def test_single_signal_searches_keep_the_other_threshold_out(data):
+    p_t_only = frontier_search(data, signal="p_t")
+    p_ik_only = frontier_search(data, signal="p_ik")
+    assert all(p.tau_ik is None for p in p_t_only) and all(p.tau_t == 0.0 for p in p_ik_only)
+    assert choose(p_ik_only, target_pd=0.0).tau_ik == pytest.approx(0.6)  # P(IK) alone finds the optimum here
+    assert choose(p_t_only, target_pd=0.0).reduced_cc == choose(frontier_search(CalibrationData(**{**data.__dict__, "p_ik": None})), target_pd=0.0).reduced_cc
+    with pytest.raises(ValueError, match="P\\(IK\\) alone needs a probe"):
+        frontier_search(CalibrationData(**{**data.__dict__, "p_ik": None}), signal="p_ik")
