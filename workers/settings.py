@@ -22,10 +22,22 @@ def builtin_path(name: str) -> Path:
     return Path(str(resources.files("workers") / "data" / name))
 
 
+BUILTIN_CONFIGS = ("qwen", "tiny")
+DEFAULT_CONFIG = "qwen"
+
+
+def config_path(chosen: str | Path | None) -> Path:
+    """A config file, or one of the built-in cascades by name: `qwen` (the default: packaged
+    Qwen2.5-Coder 0.5B -> 1.5B with trained probes) or `tiny` (random weights, no downloads)."""
+    chosen = str(chosen or DEFAULT_CONFIG)
+    if chosen in BUILTIN_CONFIGS and not Path(chosen).exists():
+        return builtin_path(f"{chosen}.toml")
+    return Path(chosen)
+
+
 def read_config(path: str | Path | None = None) -> CascadeConfig:
-    """The cascade config from `path`, CASCADE_CONFIG, or the built-in demo config; backends checked."""
-    chosen = path or os.environ.get(ENV_CONFIG) or builtin_path("demo.toml")
-    config = load_config(chosen)
+    """The cascade config from `path`, CASCADE_CONFIG, or the built-in default; backends checked."""
+    config = load_config(config_path(path or os.environ.get(ENV_CONFIG)))
     known = known_backends()
     for tier in config.tiers:
         if tier.backend not in known:
