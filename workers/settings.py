@@ -18,7 +18,7 @@ ENV_VISIBILITY = "CASCADE_VISIBILITY_TIMEOUT_S"
 
 
 def builtin_path(name: str) -> Path:
-    """A file shipped inside the package (demo config, sample questions)."""
+    """A file shipped inside the package (built-in configs, probes, sample questions)."""
     return Path(str(resources.files("workers") / "data" / name))
 
 
