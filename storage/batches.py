@@ -3,6 +3,7 @@ the lifecycle, cancellation, and the export stream."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -184,19 +185,41 @@ def refresh(session: Session, batch: Batch) -> dict[str, int]:
     return tally
 
 
+CANCEL_CHUNK = 5000
+CANCEL_PASSES = 100
+
+
 def cancel(session: Session, batch: Batch) -> int:
-    """Stop the batch: its still-queued jobs are cancelled (workers skip them). Returns how many."""
+    """Stop the batch: its still-queued jobs are cancelled (workers skip them). Returns how many.
+
+    Workers may be updating the same rows. One UPDATE over the whole batch would take row locks
+    in scan order while a worker takes them in its own order, and PostgreSQL would abort one of
+    the two as a deadlock; so rows a worker holds are skipped (FOR UPDATE SKIP LOCKED, in id
+    order), each pass commits, and a later pass picks them up once that worker has committed.
+    """
     if batch.status in (BatchStatus.COMPLETED.value, BatchStatus.CANCELLED.value):
         return 0
     batch.status = BatchStatus.CANCELLING.value
-    result = session.execute(
-        update(Job)
-        .where(Job.batch_id == batch.id, Job.status == JobStatus.QUEUED.value)
-        .values(status=JobStatus.CANCELLED.value, pending_tier=None, error="cancelled", finished_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    locking = session.get_bind().dialect.name == "postgresql"
+    queued = (Job.batch_id == batch.id, Job.status == JobStatus.QUEUED.value)
+    cancelled = 0
+    for _ in range(CANCEL_PASSES):
+        query = select(Job.id).where(*queued).order_by(Job.id)
+        ids = session.scalars(query.with_for_update(skip_locked=True) if locking else query).all()
+        for start in range(0, len(ids), CANCEL_CHUNK):
+            result = session.execute(
+                update(Job)
+                .where(Job.id.in_(ids[start : start + CANCEL_CHUNK]), Job.status == JobStatus.QUEUED.value)
+                .values(status=JobStatus.CANCELLED.value, pending_tier=None, error="cancelled", finished_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            cancelled += result.rowcount or 0
+        if not session.scalar(select(func.count()).select_from(Job).where(*queued)):
+            break
+        session.commit()  # release ours, so a worker waiting on them can finish and release its own
+        time.sleep(0.05)
     refresh(session, batch)
-    return result.rowcount or 0
+    return cancelled
 
 
 def iter_export(session: Session, batch_id: uuid.UUID, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
