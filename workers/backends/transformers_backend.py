@@ -15,6 +15,7 @@ import numpy as np
 
 from router.prompts import Question, render, render_chat
 from router.signals import answer_from_letter_probs
+from workers import models
 from workers.backends import tiny
 from workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
 
@@ -91,10 +92,10 @@ class TransformersBackend(Backend):
         try:
             if tiny.is_tiny(source):
                 return build_tiny()
+            packaged = models.packaged_name(source)
+            if packaged:
+                return from_pretrained(str(models.fetched_folder(packaged)), {})
             path = Path(source).expanduser()
-            if source.startswith(PACKAGED_SCHEME):
-                path = _packaged_folder(self.tier.name, source)
-                return from_pretrained(str(path), {})
             if source.endswith(".gguf"):
                 if not path.is_file():
                     raise BackendError(f"tier {self.tier.name}: GGUF file {path} not found")
@@ -104,6 +105,8 @@ class TransformersBackend(Backend):
             return from_pretrained(source, {"local_files_only": True})
         except BackendError:
             raise
+        except models.ModelFetchError as exc:
+            raise BackendError(f"tier {self.tier.name}: {exc}") from None
         except (OSError, ValueError, ImportError, RuntimeError) as exc:
             raise BackendError(
                 f"tier {self.tier.name}: cannot load model {source!r} ({type(exc).__name__}: {exc}). "
@@ -261,23 +264,6 @@ class PaddingMeter:
 def _bucket(width: int, limit: int) -> int:
     """Round a batch's width up to a multiple of 64 tokens (a fixed shape for torch.compile)."""
     return min(limit, -(-width // 64) * 64)
-
-
-PACKAGED_SCHEME = "packaged:"
-
-
-def _packaged_folder(tier: str, source: str) -> Path:
-    """`packaged:NAME`: a model from `cascade models fetch NAME`, named the same on every machine."""
-    from workers import models
-
-    name = source[len(PACKAGED_SCHEME) :]
-    try:
-        folder = models.converted_path(models.lookup(name))
-    except models.ModelFetchError as exc:
-        raise BackendError(f"tier {tier}: {exc}") from None
-    if not (folder / "config.json").exists():
-        raise BackendError(f"tier {tier}: model {source!r} is not fetched yet: run `cascade models fetch {name}` first")
-    return folder
 
 
 def gguf_arguments(filename: str) -> dict:
