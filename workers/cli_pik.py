@@ -120,7 +120,10 @@ def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, s
         hidden = small[f"hidden_{scorer.probe.layer}"]
         if scorer.probe.metadata.get("train_hash") == labelled.digest():
             # The probe was fitted on these very questions: score each with a probe that never saw it.
-            p_ik = cross_fitted(hidden, small["correct"], scorer.probe.kind, seed=seed)
+            try:
+                p_ik = cross_fitted(hidden, small["correct"], scorer.probe.kind, seed=seed)
+            except ValueError as exc:
+                fail(str(exc))
             if not as_json:
                 click.echo("calibration questions are the probe's training questions: using out-of-fold P(IK)", err=True)
         else:

@@ -128,12 +128,18 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
 STRENGTHS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
+def usable_folds(y: np.ndarray, folds: int) -> int:
+    """At most `folds`, and no more than either class has members (stratified folds need one each)."""
+    y = np.asarray(y, dtype=bool)
+    return min(folds, int(y.sum()), int((~y).sum()))
+
+
 def choose_strength(z: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 3) -> float:
     """The inverse regularisation strength C with the best cross-validated AUROC on (z, y)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    folds = min(folds, int(y.sum()), int((~y.astype(bool)).sum()))
+    folds = usable_folds(y, folds)
     if folds < 2:
         return 0.1
     split = StratifiedKFold(folds, shuffle=True, random_state=seed)
@@ -147,8 +153,10 @@ def cross_fitted(x: np.ndarray, y: np.ndarray, kind: str, *, folds: int = 5, see
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y, dtype=bool)
+    if usable_folds(y, folds) < 2:
+        raise ValueError("out-of-fold P(IK) needs at least two right and two wrong answers")
     out = np.zeros(len(y))
-    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+    for train_idx, test_idx in StratifiedKFold(usable_folds(y, folds), shuffle=True, random_state=seed).split(x, y):
         weights, biases, mean, scale = fit_probe(x[train_idx], y[train_idx], kind, seed)
         out[test_idx] = probe_from_parts(kind, weights, biases, mean, scale, {}).predict(x[test_idx])
     return out
@@ -183,7 +191,7 @@ def train(
     """Score each candidate layer by out-of-fold AUROC (every question predicted by a probe that
     never saw it), keep the best layer, and fit the probe on all the questions."""
     y = features["correct"].astype(bool)
-    folds = min(folds, int(y.sum()), int((~y).sum()))
+    folds = usable_folds(y, folds)
     p_t_auroc = auroc(features["p_t"], y)
     table, best = [], None
     for layer in layers:
