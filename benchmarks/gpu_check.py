@@ -35,7 +35,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def questions(n: int):
-    from router.prompts import make_question
+    from cascade.router.prompts import make_question
 
     return [
         make_question(f"Question {i}: " + "which of these options is the correct one " * (1 + i % 6), ["alpha", "beta", "gamma", "delta"])
@@ -54,8 +54,8 @@ def qps(fn, n: int) -> float:
 
 
 def check_transformers(args, qs, compile_: bool) -> tuple[dict, object]:
-    from router.config import Tier
-    from workers.backends import ScoredAnswer, create_backend
+    from cascade.router.config import Tier
+    from cascade.workers.backends import ScoredAnswer, create_backend
 
     backend = create_backend(
         Tier(name="gpu", backend="transformers", model=args.model, device="cuda", dtype="bfloat16", max_batch=args.batch, compile=compile_)
@@ -87,8 +87,8 @@ def check_vllm(args, qs, reference) -> dict:
         import vllm  # noqa: F401
     except ImportError:
         return {"skipped": "vllm is not installed"}
-    from router.config import Tier
-    from workers.backends import create_backend
+    from cascade.router.config import Tier
+    from cascade.workers.backends import create_backend
 
     with tempfile.TemporaryDirectory(prefix="cascade-gpu-check-") as folder:
         reference.model.save_pretrained(folder)

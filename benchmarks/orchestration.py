@@ -62,7 +62,7 @@ def scratch_database(admin_url: str):
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from storage.engine import normalise_url
+    from cascade.storage.engine import normalise_url
 
     admin = create_engine(normalise_url(admin_url), isolation_level="AUTOCOMMIT")
     name = f"cascade_bench_{uuid.uuid4().hex[:8]}"
@@ -70,7 +70,7 @@ def scratch_database(admin_url: str):
         conn.execute(text(f'CREATE DATABASE "{name}"'))
 
     def drop() -> None:
-        from storage.engine import dispose_all
+        from cascade.storage.engine import dispose_all
 
         dispose_all()
         with admin.connect() as conn:
@@ -128,11 +128,11 @@ def run_baseline(redis_url: str, n: int, workdir: Path) -> float:
 def run_cascade(redis_url: str, database_url: str, n: int, tau: float, chunk: int, workdir: Path) -> dict:
     from sqlalchemy import func, select
 
-    from storage.engine import session_scope
-    from storage.migrate import upgrade
-    from storage.models import Attempt, Job
-    from workers.batches import submit_file
-    from workers.client import Cascade
+    from cascade.storage.engine import session_scope
+    from cascade.storage.migrate import upgrade
+    from cascade.storage.models import Attempt, Job
+    from cascade.workers.batch.runs import submit_file
+    from cascade.workers.client import Cascade
 
     upgrade(database_url)
     config = workdir / "bench.toml"
@@ -148,7 +148,7 @@ def run_cascade(redis_url: str, database_url: str, n: int, tau: float, chunk: in
         for tier in ("bench-small", "bench-large"):
             hostname = f"{tier}-{uuid.uuid4().hex[:6]}@bench"
             proc = start_worker(
-                [sys.executable, "-m", "workers", "worker", "--tier", tier, "--hostname", hostname, "--loglevel", "WARNING"],
+                [sys.executable, "-m", "cascade.workers", "worker", "--tier", tier, "--hostname", hostname, "--loglevel", "WARNING"],
                 env,
                 workdir / f"{tier}.log",
             )

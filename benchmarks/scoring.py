@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
 
 def mmlu_prompts(mmlu_dir: str | None) -> list[tuple[str, list[str]]]:
     if mmlu_dir is None:
-        from workers.samples import sample_questions
+        from cascade.workers.lab.samples import sample_questions
 
         return [(r["question"], r["choices"]) for r in sample_questions()]
     import csv
@@ -60,7 +60,7 @@ def mmlu_prompts(mmlu_dir: str | None) -> list[tuple[str, list[str]]]:
 
 def build_questions(backend, n: int, *, fixed_tokens: int | None, pool, rng) -> list:
     """Questions whose prompts have `fixed_tokens` tokens each, or the lengths of real MMLU questions."""
-    from router.prompts import make_question
+    from cascade.router.prompts import make_question
 
     out = []
     for i in range(n):
@@ -112,12 +112,12 @@ def run_system(settings, questions, batch: int, workdir: Path) -> float:
 
     from sqlalchemy import func, select
 
-    from storage.engine import session_scope
-    from storage.migrate import upgrade
-    from storage.models import Job
-    from workers.app import create_app
-    from workers.batches import status, submit_file
-    from workers.client import Cascade
+    from cascade.storage.engine import session_scope
+    from cascade.storage.migrate import upgrade
+    from cascade.storage.models import Job
+    from cascade.workers.batch.runs import status, submit_file
+    from cascade.workers.client import Cascade
+    from cascade.workers.runtime.app import create_app
 
     data = workdir / f"{uuidlib.uuid4().hex}.jsonl"
     with open(data, "w", encoding="utf-8") as fh:
@@ -153,9 +153,9 @@ def main() -> None:
     n = args.queries or (2048 if on_gpu else 128)
     rng = random.Random(args.seed)
 
-    from router.config import parse_config
-    from workers.scoring import scorer_for
-    from workers.settings import Settings
+    from cascade.router.config import parse_config
+    from cascade.workers.runtime.scoring import scorer_for
+    from cascade.workers.runtime.settings import Settings
 
     tier = {
         "name": "bench",
@@ -186,10 +186,10 @@ def main() -> None:
         sync(args.device)
         ones = questions[:256]  # batch 1 is slow: at most 256 of the same questions
         batch1_s = timed(lambda ones=ones: [backend.score([q]) for q in ones] and sync(args.device))
-        backend.padding.__init__()
+        backend.padding.reset()
         bare_s = timed(lambda questions=questions: backend.score(questions) and sync(args.device))
         padding_sorted = backend.padding.share
-        backend.padding.__init__()
+        backend.padding.reset()
         random_pad = padding_of_random_batches(backend.count_tokens(questions), batch, rng)
         system_qps = run_system(settings, questions, batch, Path(tmp.name))
         token_counts = backend.count_tokens(questions)

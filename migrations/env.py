@@ -7,8 +7,8 @@ import os
 from alembic import context
 from sqlalchemy import pool
 
-from storage.engine import normalise_url
-from storage.models import Base
+from cascade.storage.engine import normalise_url
+from cascade.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from router.replay import DEFAULT_GRID, route
+from cascade.router.operating_point import cheapest_within, most_accurate_within
+from cascade.router.replay import DEFAULT_GRID, route
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,10 @@ def frontier_search(data: CalibrationData, grid=DEFAULT_GRID, *, signal: str = "
 def choose(
     points: list[CalibrationPoint], *, target_pd: float | None = None, max_escalation: float | None = None
 ) -> CalibrationPoint | None:
-    """With target_pd: the cheapest point whose PD meets it (ties: the more accurate). With
-    max_escalation (a budget on the next tier): the most accurate point within it (ties: the cheaper)."""
+    """With target_pd: the cheapest point whose PD meets it. With max_escalation (a budget on the
+    next tier): the most accurate point within it. Exactly one of the two."""
     if (target_pd is None) == (max_escalation is None):
         raise ValueError("give exactly one target: target_pd or max_escalation")
     if target_pd is not None:
-        ok = [p for p in points if p.pd_pp >= target_pd - 1e-9]
-        return max(ok, key=lambda p: (p.reduced_cc, p.accuracy)) if ok else None
-    ok = [p for p in points if p.escalation_rate <= max_escalation + 1e-9]
-    return max(ok, key=lambda p: (p.accuracy, p.reduced_cc)) if ok else None
+        return cheapest_within(points, target_pd=target_pd)
+    return most_accurate_within(points, max_escalation=max_escalation)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.errors import ConfigError
+from cascade.router.errors import ConfigError
 
 QUEUE_PREFIX = "tier."
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -44,8 +44,6 @@ _TIER_KEYS = {
     "max_retries",
     "options",
 }
-# Backends that expose no hidden states, so they cannot carry a P(IK) probe.
-NO_HIDDEN_STATES = ("openai", "vllm")
 
 
 @dataclass(frozen=True)
@@ -252,11 +250,6 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"{where}.{key}: expected a price >= 0 in USD per million tokens, got {value!r}")
             kwargs[key] = float(value)
-    if "probe" in kwargs and kwargs["backend"] in NO_HIDDEN_STATES:
-        raise ConfigError(
-            f"{where}.probe: the {kwargs['backend']} backend exposes no hidden states, so it cannot compute P(IK); "
-            "remove `probe` (the tier then routes on P(T) alone) or serve this tier with the transformers backend"
-        )
     if "options" in entry:
         if not isinstance(entry["options"], Mapping):
             raise ConfigError(f"{where}.options: expected a table of backend options")

@@ -15,3 +15,7 @@ class ProbeError(RouterError):
 
 class InvalidQuestion(RouterError):
     """A question cannot be asked: empty text, missing or malformed choices."""
+
+
+class TargetUnreachable(RouterError, ValueError):
+    """No threshold setting meets the accuracy target on the data given."""

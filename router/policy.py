@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from router.config import Tier
+from cascade.router.config import Tier
 
 
 class Decision(str, Enum):

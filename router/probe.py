@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from router.errors import ProbeError
+from cascade.router.errors import ProbeError
 
 FORMAT_VERSION = 1
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from router.errors import InvalidQuestion
+from cascade.router.errors import InvalidQuestion
 
 LETTERS = "ABCDEFGHIJ"
 INSTRUCTION = "Answer with the letter of the correct option only."

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from cascade.router.errors import TargetUnreachable
+from cascade.router.operating_point import cheapest_within, frontier
+
 # Parameter counts of well-known models (billions), so logs of them replay without --params.
 KNOWN_PARAMS_B = {
     "llama3.2-1b": 1.24,
@@ -200,12 +203,8 @@ def fit_thresholds(
     reference: str | None = None,
 ) -> ReplayResult | None:
     """The thresholds that save the most compute while PD >= target_pd; None if none qualifies."""
-    best: ReplayResult | None = None
-    for taus in itertools.product(list(grid), repeat=len(chain) - 1):
-        result = replay(log, chain, taus, params, reference=reference)
-        if result.pd_pp >= target_pd - 1e-9 and (best is None or result.reduced_cc > best.reduced_cc):
-            best = result
-    return best
+    tried = (replay(log, chain, taus, params, reference=reference) for taus in itertools.product(list(grid), repeat=len(chain) - 1))
+    return cheapest_within(tried, target_pd=target_pd)
 
 
 def chains_of(models: Sequence[str], params: Mapping[str, float], max_tiers: int = 4) -> list[list[str]]:
@@ -232,14 +231,39 @@ def search(
     return points
 
 
-def frontier(points: Sequence) -> list:
-    """The cost-accuracy Pareto frontier of points with `reduced_cc` and `accuracy` (replay results,
-    calibration points): no other point is both cheaper and at least as accurate."""
-    ordered = sorted(points, key=lambda p: (-p.reduced_cc, -p.accuracy))
-    out: list[ReplayResult] = []
-    best_accuracy = -1.0
-    for point in ordered:
-        if point.accuracy > best_accuracy + 1e-12:
-            out.append(point)
-            best_accuracy = point.accuracy
-    return out
+@dataclass
+class SearchOutcome:
+    points: list[ReplayResult]
+    frontier: list[ReplayResult]
+    best: ReplayResult | None  # the cheapest point meeting the target, when one was given
+
+
+def search_frontier(
+    log: ReplayLog, models: Sequence[str], params: Mapping[str, float], *, max_tiers: int = 4, target_pd: float | None = None
+) -> SearchOutcome:
+    """Every chain and threshold, its cost-accuracy frontier, and (with target_pd) the cheapest point meeting it."""
+    points = search(log, models, params, max_tiers=max_tiers)
+    best = cheapest_within(points, target_pd=target_pd) if target_pd is not None else None
+    return SearchOutcome(points=points, frontier=frontier(points), best=best)
+
+
+def fit_then_replay(
+    path: str | Path,
+    chain: Sequence[str],
+    params: Mapping[str, float],
+    *,
+    target_pd: float,
+    fit_split: str | None,
+    eval_split: str | None,
+) -> ReplayResult:
+    """Fit the thresholds on `fit_split` (all rows when None) for PD >= target_pd, then replay them on
+    `eval_split`; the fit's own figures go in `extra`. ValueError when no thresholds reach the target."""
+    fitted = fit_thresholds(load_log(path, split=fit_split), chain, params, target_pd=target_pd)
+    if fitted is None:
+        raise TargetUnreachable(f"no thresholds reach PD >= {target_pd} on the fit data")
+    result = replay(load_log(path, split=eval_split), chain, fitted.taus, params)
+    result.extra = {
+        "fit": {"split": fit_split, "pd_pp": round(float(fitted.pd_pp), 2), "reduced_cc": round(float(fitted.reduced_cc), 2)},
+        "eval_split": eval_split,
+    }
+    return result

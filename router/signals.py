@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -31,11 +31,6 @@ def answer_from_letter_probs(letter_probs: Mapping[str, float]) -> TokenConfiden
     return TokenConfidence(answer=answer, p_t=_clip(p_t), p_t_options=_clip(p_options))
 
 
-def answer_from_logprobs(letter_logprobs: Mapping[str, float]) -> TokenConfidence:
-    """The same choice from log-probabilities (as APIs report them)."""
-    return answer_from_letter_probs({k: math.exp(v) for k, v in letter_logprobs.items()})
-
-
 def letter_probs_from_logprobs(top: Iterable[tuple[str, float]], letters: str) -> dict[str, float]:
     """Probabilities of each option letter from (token text, logprob) pairs, such as an API's
     top_logprobs: spellings of a letter (" A", "A", "A.") are summed; letters not seen get 0."""
@@ -49,23 +44,6 @@ def letter_probs_from_logprobs(top: Iterable[tuple[str, float]], letters: str) -
         if key in probs and logprob is not None:
             probs[key] += math.exp(logprob)
     return probs
-
-
-def aggregate_token_probs(probs: Sequence[float], how: str = "mean", quantile: float = 0.1) -> float:
-    """One confidence for a many-token answer: mean, min, or a low quantile of token probabilities."""
-    if not probs:
-        raise ValueError("no token probabilities to aggregate")
-    values = sorted(float(p) for p in probs)
-    if how == "mean":
-        return sum(values) / len(values)
-    if how == "min":
-        return values[0]
-    if how == "quantile":
-        position = quantile * (len(values) - 1)
-        low = math.floor(position)
-        high = min(low + 1, len(values) - 1)
-        return values[low] + (values[high] - values[low]) * (position - low)
-    raise ValueError(f"unknown aggregation {how!r}: use mean, min or quantile")
 
 
 def _clip(p: float) -> float:

@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
-from storage.bulk import is_postgres
-from storage.models import Attempt, Job, JobStatus
+from cascade.router.policy import Decision
+from cascade.storage.bulk import is_postgres
+from cascade.storage.models import Attempt, Job, JobStatus
 
 SIGNAL_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
@@ -85,11 +86,11 @@ def tier_summary(session: Session, where: AuditFilter, tier_order: Sequence[str]
         select(
             Attempt.tier,
             func.count(),
-            func.sum(case((Attempt.decision == "accepted", 1), else_=0)),
-            func.sum(case((Attempt.decision == "escalated", 1), else_=0)),
-            func.sum(case((Attempt.decision == "failed", 1), else_=0)),
-            func.sum(case((and_(Attempt.decision == "accepted", gold.gold.is_not(None)), 1), else_=0)),
-            func.sum(case((and_(Attempt.decision == "accepted", Attempt.answer == gold.gold), 1), else_=0)),
+            func.sum(case((Attempt.decision == Decision.ACCEPTED.value, 1), else_=0)),
+            func.sum(case((Attempt.decision == Decision.ESCALATED.value, 1), else_=0)),
+            func.sum(case((Attempt.decision == Decision.FAILED.value, 1), else_=0)),
+            func.sum(case((and_(Attempt.decision == Decision.ACCEPTED.value, gold.gold.is_not(None)), 1), else_=0)),
+            func.sum(case((and_(Attempt.decision == Decision.ACCEPTED.value, Attempt.answer == gold.gold), 1), else_=0)),
             func.sum(case((gold.gold.is_not(None), 1), else_=0)),
             func.sum(case((Attempt.answer == gold.gold, 1), else_=0)),
             func.sum(Attempt.tokens_in),
@@ -227,7 +228,7 @@ def reference_accuracy(session: Session, batch_id: uuid.UUID, reference_id: uuid
         )
         .select_from(Job)
         .join(ref, and_(ref.row_id == Job.row_id, ref.batch_id == reference_id))
-        .where(Job.batch_id == batch_id, Job.gold.is_not(None), Job.status == "done", ref.status == "done")
+        .where(Job.batch_id == batch_id, Job.gold.is_not(None), Job.status == JobStatus.DONE.value, ref.status == JobStatus.DONE.value)
     ).one()
     n, right, ref_right, flops, ref_flops = row
     if not n:
@@ -309,7 +310,7 @@ def signal_histogram(session: Session, where: AuditFilter, tier: str, column_nam
 
 def answered_over_time(session: Session, where: AuditFilter, buckets: int = 24) -> list[dict[str, Any]]:
     """Kept answers per tier in equal time buckets over the filtered attempts (grouped in SQL)."""
-    kept = [*where.attempts(), Attempt.decision == "accepted"]
+    kept = [*where.attempts(), Attempt.decision == Decision.ACCEPTED.value]
     epoch = _epoch_s(session, Attempt.created_at)
     start, end = session.execute(select(func.min(epoch), func.max(epoch)).where(*kept)).one()
     if start is None:

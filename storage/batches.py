@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
-from storage.bulk import insert_new
-from storage.models import Batch, BatchStatus, Job, JobStatus, utcnow
-from storage.repository import ZERO_TOTALS
+from cascade.storage.bulk import insert_new
+from cascade.storage.models import Batch, BatchStatus, Job, JobStatus, utcnow
+from cascade.storage.repository import ZERO_TOTALS
 
 MAX_STORED_ERRORS = 100
 

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Uuid, any_, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from storage.models import Base
+from cascade.storage.models import Base
 
 
 def is_postgres(session: Session) -> bool:

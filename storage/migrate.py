@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.engine import normalise_url
+from cascade.storage.engine import normalise_url
 
 
 def alembic_config(url: str):
     from alembic.config import Config
 
-    import migrations
+    from cascade import migrations
 
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))

@@ -60,12 +60,6 @@ class BatchStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
-class AttemptDecision(str, Enum):
-    ACCEPTED = "accepted"
-    ESCALATED = "escalated"
-    FAILED = "failed"
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 

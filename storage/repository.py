@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
-from storage.bulk import insert_new, is_postgres, key_in
-from storage.models import Attempt, AttemptDecision, Job, JobStatus, utcnow
+from cascade.router.policy import Decision
+from cascade.storage.bulk import insert_new, is_postgres, key_in
+from cascade.storage.models import Attempt, Job, JobStatus, utcnow
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def work_for_tier(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> 
         decision = tried.get(row.id)
         if decision is None and row.pending_tier == tier:
             pending.append(PendingJob(id=row.id, question=row.question, choices=list(row.choices)))
-        elif decision == AttemptDecision.ESCALATED.value and row.pending_tier not in (None, tier):
+        elif decision == Decision.ESCALATED.value and row.pending_tier not in (None, tier):
             reforward.setdefault(row.pending_tier, []).append(row.id)
     return TierWork(pending, reforward, len(ids) - len(pending))
 
@@ -152,7 +153,7 @@ def record_attempts(
             by_decision.setdefault(record.decision, []).append(record)
 
     queued = Job.status == JobStatus.QUEUED.value  # a cancelled job stays cancelled
-    escalated = [r.job_id for r in by_decision.get(AttemptDecision.ESCALATED.value, [])]
+    escalated = [r.job_id for r in by_decision.get(Decision.ESCALATED.value, [])]
     if escalated:
         if next_tier is None:
             raise ValueError("the last tier cannot escalate")
@@ -161,14 +162,14 @@ def record_attempts(
             .execution_options(synchronize_session=False)
         )
 
-    accepted = by_decision.get(AttemptDecision.ACCEPTED.value, [])
+    accepted = by_decision.get(Decision.ACCEPTED.value, [])
     if accepted:
         _update_queued_jobs(
             session,
             [{"job_id": r.job_id, "answer": r.answer} for r in accepted],
             {"status": JobStatus.DONE.value, "final_tier": accepted[0].tier, "pending_tier": None, "finished_at": now},
         )
-    failed = by_decision.get(AttemptDecision.FAILED.value, [])
+    failed = by_decision.get(Decision.FAILED.value, [])
     if failed:
         _update_queued_jobs(
             session,
@@ -278,15 +279,18 @@ def job_statuses(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UU
     return {r.id: r.status for r in rows}
 
 
-def stranded_jobs(session: Session, *, older_than_s: float, limit: int = 10_000) -> dict[str, list[uuid.UUID]]:
-    """Queued jobs untouched for a while, by the tier they wait on: what to re-enqueue after a broker loss."""
+def stranded_jobs(
+    session: Session, *, older_than_s: float, tiers: Sequence[str], limit: int = 10_000
+) -> dict[str, list[uuid.UUID]]:
+    """Queued jobs on `tiers` untouched for a while, by the tier they wait on: what to re-enqueue
+    after a broker loss. Jobs waiting on other tiers belong to another cascade sharing the database."""
     cutoff: datetime = utcnow() - timedelta(seconds=older_than_s)
     last_attempt = (
         select(func.max(Attempt.created_at)).where(Attempt.job_id == Job.id).scalar_subquery()
     )
     stmt = (
         select(Job.pending_tier, Job.id)
-        .where(Job.status == JobStatus.QUEUED.value, Job.pending_tier.is_not(None))
+        .where(Job.status == JobStatus.QUEUED.value, Job.pending_tier.in_(list(tiers)))
         .where(func.coalesce(last_attempt, Job.created_at) < cutoff)
         .limit(limit)
     )

@@ -1,5 +1,5 @@
 """`python -m workers` runs the `cascade` command."""
 
-from workers.cli import main
+from cascade.workers.cli.main import main
 
 main(prog_name="cascade")

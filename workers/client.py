@@ -1,6 +1,6 @@
 """The Python API for applications: submit questions, fetch results.
 
-    from workers.client import Cascade
+    from cascade.workers.client import Cascade
     cascade = Cascade()                      # config, broker and database from the environment
     job_id = cascade.submit("2 + 2 = ?", choices=["3", "4"], external_id="q-1")
     print(cascade.result(job_id, timeout=60)["answer"])
@@ -17,14 +17,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from router.config import CascadeConfig
-from router.prompts import make_question, normalise_gold
-from storage.engine import session_scope
-from storage.models import JobStatus
-from storage.repository import NewJob, add_jobs, find_job, job_statuses
-from workers.app import create_app
-from workers.dispatch import send_jobs
-from workers.settings import Settings, resolve
+from cascade.router.config import CascadeConfig
+from cascade.router.prompts import make_question, normalise_gold
+from cascade.storage.engine import session_scope
+from cascade.storage.models import JobStatus
+from cascade.storage.repository import NewJob, add_jobs, find_job, job_statuses
+from cascade.workers.runtime.app import create_app
+from cascade.workers.runtime.dispatch import send_jobs
+from cascade.workers.runtime.settings import Settings, resolve
 
 
 class JobNotFound(LookupError):

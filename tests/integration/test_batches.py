@@ -9,8 +9,8 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from storage.engine import session_scope
-from storage.models import Attempt, Job
+from cascade.storage.engine import session_scope
+from cascade.storage.models import Attempt, Job
 from tests.integration.conftest import CONFIGS, cascade_env, run_cli
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ def test_a_killed_submit_resumes_without_duplicating_rows(redis_url, database_ur
         for i in range(30000):
             fh.write(json.dumps({"id": i, "question": f"Q{i}?", "choices": ["a", "b"]}) + "\n")
     name = f"resume-{uuid.uuid4().hex[:6]}"
-    proc = subprocess.Popen([sys.executable, "-m", "workers", "batch", "submit", str(path), "--name", name, "--quiet"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "cascade.workers", "batch", "submit", str(path), "--name", name, "--quiet"], env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = run_cli(["batch", "status", name, "--json"], env)
@@ -155,8 +155,8 @@ def test_cancel_does_not_deadlock_with_a_worker_holding_some_of_the_jobs(databas
 
     from sqlalchemy import text
 
-    from storage import batches as store
-    from storage.engine import get_engine
+    from cascade.storage import batches as store
+    from cascade.storage.engine import get_engine
 
     name = f"deadlock-{uuid.uuid4().hex[:6]}"
     with session_scope(database_url) as s:

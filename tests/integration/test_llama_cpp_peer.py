@@ -4,10 +4,10 @@ import uuid
 
 import pytest
 
-from router.config import Tier
-from router.prompts import make_question
+from cascade.router.config import Tier
+from cascade.router.prompts import make_question
+from cascade.workers.backends import ScoredAnswer, create_backend
 from tests.integration.conftest import Cluster
-from workers.backends import ScoredAnswer, create_backend
 
 pytestmark = pytest.mark.integration
 

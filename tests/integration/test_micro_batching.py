@@ -5,8 +5,8 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from storage.engine import session_scope
-from storage.models import Attempt
+from cascade.storage.engine import session_scope
+from cascade.storage.models import Attempt
 from tests.integration.conftest import Cluster
 
 pytestmark = pytest.mark.integration

@@ -1,8 +1,8 @@
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from storage.engine import normalise_url
-from storage.migrate import head
+from cascade.storage.engine import normalise_url
+from cascade.storage.migrate import head
 from tests.integration.conftest import CONFIGS, cascade_env, run_cli
 
 pytestmark = pytest.mark.integration

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from router.config import Tier
-from router.prompts import make_question
+from cascade.router.config import Tier
+from cascade.router.prompts import make_question
+from cascade.workers.backends import ItemFailure, ScoredAnswer, create_backend
 from tests.integration.openai_peer import ScriptedServer, completion
-from workers.backends import ItemFailure, ScoredAnswer, create_backend
 
 QUESTION = make_question("Which planet is largest?", ["Mars", "Jupiter", "Venus", "Earth"])
 
@@ -75,7 +75,7 @@ def test_an_answer_without_any_option_letter_fails_alone():
 
 
 def test_the_api_key_is_required_for_openai_itself_and_never_stored(monkeypatch):
-    from workers.backends import BackendError
+    from cascade.workers.backends import BackendError
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(BackendError, match="no API key: set OPENAI_API_KEY"):

@@ -6,9 +6,9 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from storage.engine import session_scope
-from storage.models import Attempt
-from storage.repository import NewJob, add_jobs
+from cascade.storage.engine import session_scope
+from cascade.storage.models import Attempt
+from cascade.storage.repository import NewJob, add_jobs
 from tests.integration.conftest import CONFIGS, Cluster, cascade_env, run_cli
 
 pytestmark = pytest.mark.integration

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from router.calibration import CalibrationData, choose, evaluate, frontier_search
+from cascade.router.calibration import CalibrationData, choose, evaluate, frontier_search
 
 
 @pytest.fixture

@@ -11,22 +11,32 @@ import pytest
 def cli(*args, **env):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
     return subprocess.run(
-        [sys.executable, "-m", "workers", *args], env=clean | env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "cascade.workers", *args], env=clean | env, capture_output=True, text=True, timeout=600
     )
 
 
 @pytest.mark.slow
-def test_demo_runs_with_no_servers_and_reports_the_promised_fields():
-    result = cli("--config", "tiny", "demo", "--json", "--limit", "12", "--reference")
+def test_demo_runs_with_no_servers_and_reports_what_audit_summary_reports(tmp_path):
+    database = f"sqlite:///{tmp_path}/demo.sqlite"  # kept after the demo, so the audit can read it
+    result = cli("--config", "tiny", "demo", "--json", "--limit", "12", "--reference", CASCADE_DATABASE_URL=database)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert {"jobs", "done", "failed", "tiers", "accuracy", "reduced_cc", "pd_pp"} <= set(report)
-    assert report["jobs"] == report["done"] == 12 and report["failed"] == 0
-    small, large = report["tiers"]["small"], report["tiers"]["large"]
+    assert {"jobs", "statuses", "tiers", "accuracy", "reduced_cc", "pd_pp", "batch"} <= set(report)
+    assert report["jobs"] == report["statuses"]["done"] == 12 and report["statuses"]["failed"] == 0
+    small, large = report["tiers"]
+    assert (small["tier"], large["tier"]) == ("small", "large")
     assert small["answered"] + small["escalated"] == 12
     assert large["answered"] == small["escalated"]
     assert report["pd_pp"] == pytest.approx(report["accuracy"] - report["largest_accuracy"], abs=0.011)
-    assert 0 < report["reduced_cc"] < 100
+    assert report["reduced_cc_estimated"] is False and 0 < report["reduced_cc"] < 100
+
+    reference = report["batches"][1]
+    audit = cli("--config", "tiny", "audit", "summary", "--batch", report["batch"], "--reference-batch", reference, "--json",
+                CASCADE_DATABASE_URL=database)
+    assert audit.returncode == 0, audit.stderr
+    audited = json.loads(audit.stdout)
+    for key in ("reduced_cc", "accuracy", "pd_pp", "flops", "tokens_in"):
+        assert audited[key] == report[key], key
 
 
 def test_demo_table_names_each_tier():
@@ -66,3 +76,9 @@ def test_unknown_backend_in_a_config_is_refused_at_start_up(tmp_path):
     result = cli("--config", str(path), "tiers")
     assert result.returncode == 2
     assert "tiers[0] (a).backend: unknown backend 'tgi'; choose one of null, openai, transformers, vllm" in result.stderr
+
+
+def test_calibrate_write_never_changes_a_builtin_config_chosen_by_name():
+    result = cli("--config", "tiny", "calibrate", "--tier", "small", "--data", "questions.jsonl", "--target-pd", "-1", "--write")
+    assert result.returncode == 2
+    assert "built-in config inside the installed package" in result.stderr and "Traceback" not in result.stderr

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from router.config import load_config, parse_config, parse_count, queue_name
-from router.errors import ConfigError
+from cascade.router.config import load_config, parse_config, parse_count, queue_name
+from cascade.router.errors import ConfigError
 
 
 def tiers(*entries):

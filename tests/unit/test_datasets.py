@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from workers.datasets import DatasetError, estimate_rows, read_rows
+from cascade.workers.batch.datasets import DatasetError, estimate_rows, read_rows
 
 GOOD = [
     {"id": "q1", "question": "Largest planet?", "choices": ["Mars", "Jupiter"], "answer": "B"},

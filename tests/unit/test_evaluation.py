@@ -8,15 +8,15 @@ import sys
 
 import pytest
 
+from cascade.workers.lab.labelled_data import gpqa_rows, mmlu_rows
+from cascade.workers.lab.samples import sample_questions
 from tests.conftest import shared_file
-from workers.evaluation import gpqa_rows, mmlu_rows
-from workers.samples import sample_questions
 
 
 @pytest.fixture
 def mmlu_dir(tmp_path):
-    for row in sample_questions():
-        path = tmp_path / "val" / f"{row['subject']}_val.csv"
+    for i, row in enumerate(sample_questions()):  # one question per subject
+        path = tmp_path / "val" / f"subject{i:02d}_val.csv"
         path.parent.mkdir(exist_ok=True)
         with open(path, "a", newline="") as fh:
             csv.writer(fh).writerow([row["question"], *row["choices"], row["answer"]])
@@ -43,7 +43,7 @@ def test_gpqa_diamond_is_read_in_memory_with_shuffled_options():
 def test_eval_reports_accuracy_pd_auroc_and_ablation(mmlu_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
     result = subprocess.run(
-        [sys.executable, "-m", "workers", "--config", "tiny", "eval", "mmlu", "--split", "val", "--sample", "24",
+        [sys.executable, "-m", "cascade.workers", "--config", "tiny", "eval", "mmlu", "--split", "val", "--sample", "24",
          "--data-dir", str(mmlu_dir), "--ablate", "--ablate-tau-t", "0", "--json"],
         env=env, capture_output=True, text=True, timeout=600,
     )

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from workers.models import CATALOGUE, ModelFetchError, assemble, find_parts, lookup
+from cascade.workers.backends.packaged import CATALOGUE, ModelFetchError, assemble, find_parts, lookup
 
 
 def write_parts(folder, chunks):

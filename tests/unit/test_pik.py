@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from router.config import Tier, load_config, parse_config
-from router.errors import ProbeError
-from router.probe import load_probe
-from workers.backends import create_backend
-from workers.pik import auroc, collect, cross_fitted, fit_probe, load_labelled, train
-from workers.samples import sample_questions
-from workers.scoring import TierScorer
+from cascade.router.config import Tier, load_config, parse_config
+from cascade.router.errors import ProbeError
+from cascade.router.probe import load_probe
+from cascade.workers.backends import create_backend
+from cascade.workers.lab.labelled_data import load_labelled
+from cascade.workers.lab.probe_training import auroc, collect, cross_fitted, fit_probe, train
+from cascade.workers.lab.samples import sample_questions
+from cascade.workers.runtime.scoring import TierScorer
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_a_probe_trains_round_trips_and_drives_a_tier(labelled, tmp_path, monkey
     scorer = TierScorer(config, config.tier("small")).load()
     import uuid
 
-    from storage.repository import PendingJob
+    from cascade.storage.repository import PendingJob
 
     records = scorer.run([PendingJob(uuid.uuid4(), q.text, list(q.choices)) for q in labelled.questions[:8]])
     assert all(r.p_ik is not None and r.tau_ik == 0.5 for r in records)
@@ -63,7 +64,7 @@ def test_a_probe_from_another_model_is_refused(labelled, tmp_path, monkeypatch):
 
 
 def test_calibrated_thresholds_are_written_into_the_right_tier(tmp_path):
-    from workers.cli_pik import write_thresholds
+    from cascade.workers.lab.calibrate_tier import write_thresholds
 
     path = tmp_path / "c.toml"
     path.write_text('# keep me\n[[tiers]]\nname = "small"\nbackend = "null"\nmodel = "a"\ntau_t = 0.9\n\n'
@@ -79,7 +80,7 @@ def test_out_of_fold_p_ik_is_honest_where_in_sample_scores_are_optimistic():
     x = rng.normal(size=(240, 300))
     noise = rng.random(240) < 0.5  # labels unrelated to the states
     weights, biases, mean, scale = fit_probe(x, noise, "logistic")
-    from router.probe import probe_from_parts
+    from cascade.router.probe import probe_from_parts
 
     in_sample = probe_from_parts("logistic", weights, biases, mean, scale, {}).predict(x)
     assert auroc(in_sample, noise) > 0.75  # a wide probe memorises its own questions

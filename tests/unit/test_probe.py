@@ -4,8 +4,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from router.errors import ProbeError
-from router.probe import load_probe, probe_from_parts
+from cascade.router.errors import ProbeError
+from cascade.router.probe import load_probe, probe_from_parts
 
 
 @pytest.fixture

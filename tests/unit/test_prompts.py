@@ -1,7 +1,7 @@
 import pytest
 
-from router.errors import InvalidQuestion
-from router.prompts import make_question, normalise_gold, render, render_chat
+from cascade.router.errors import InvalidQuestion
+from cascade.router.prompts import make_question, normalise_gold, render, render_chat
 
 
 def test_question_renders_with_lettered_options_and_answer_cue():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from router.replay import fit_thresholds, frontier, load_log, replay, search
+from cascade.router.replay import fit_thresholds, frontier, load_log, replay, search
 from tests.conftest import shared_file
 
 

@@ -5,10 +5,10 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from storage.engine import session_scope
-from storage.migrate import current, head, upgrade
-from storage.models import Attempt, Job
-from storage.repository import (
+from cascade.storage.engine import session_scope
+from cascade.storage.migrate import current, head, upgrade
+from cascade.storage.models import Attempt, Job
+from cascade.storage.repository import (
     AttemptRecord,
     NewJob,
     add_jobs,
@@ -84,8 +84,9 @@ def test_stranded_jobs_are_found_by_the_tier_they_wait_on(db):
     with session_scope(db) as s:
         [(job_id, _)] = add_jobs(s, [NewJob("q", ["a", "b"])], first_tier="small")
     with session_scope(db) as s:
-        assert stranded_jobs(s, older_than_s=3600) == {}
-        assert stranded_jobs(s, older_than_s=-1) == {"small": [job_id]}
+        assert stranded_jobs(s, older_than_s=3600, tiers=["small"]) == {}
+        assert stranded_jobs(s, older_than_s=-1, tiers=["small"]) == {"small": [job_id]}
+        assert stranded_jobs(s, older_than_s=-1, tiers=["other-cascade"]) == {}
 
 
 def test_unknown_job_is_none(db):

@@ -1,8 +1,8 @@
 import uuid
 
-from router.config import parse_config
-from storage.repository import PendingJob
-from workers.scoring import TierScorer
+from cascade.router.config import parse_config
+from cascade.storage.repository import PendingJob
+from cascade.workers.runtime.scoring import TierScorer
 
 CONFIG = parse_config(
     {

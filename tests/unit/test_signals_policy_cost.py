@@ -1,9 +1,9 @@
 import pytest
 
-from router.config import Tier
-from router.cost import call_flops, call_usd, reduced_cc
-from router.policy import Decision, decide
-from router.signals import aggregate_token_probs, answer_from_letter_probs, answer_from_logprobs
+from cascade.router.config import Tier
+from cascade.router.cost import call_flops, call_usd, reduced_cc
+from cascade.router.policy import Decision, decide
+from cascade.router.signals import answer_from_letter_probs
 
 
 def test_p_t_is_the_full_vocabulary_probability_and_renormalised_over_options():
@@ -13,20 +13,8 @@ def test_p_t_is_the_full_vocabulary_probability_and_renormalised_over_options():
     assert confidence.p_t_options == pytest.approx(0.5 / 0.8)
 
 
-def test_ties_go_to_the_earlier_letter_and_logprobs_match_probs():
+def test_ties_go_to_the_earlier_letter():
     assert answer_from_letter_probs({"A": 0.3, "B": 0.3}).answer == "A"
-    from_logs = answer_from_logprobs({"A": -2.0, "B": -0.1})
-    assert from_logs.answer == "B"
-    assert from_logs.p_t == pytest.approx(0.904837, rel=1e-5)
-
-
-def test_token_probabilities_aggregate_by_mean_min_and_quantile():
-    probs = [0.9, 0.5, 0.7, 0.1]
-    assert aggregate_token_probs(probs, "mean") == pytest.approx(0.55)
-    assert aggregate_token_probs(probs, "min") == pytest.approx(0.1)
-    assert aggregate_token_probs(probs, "quantile", quantile=0.5) == pytest.approx(0.6)
-    with pytest.raises(ValueError, match="unknown aggregation"):
-        aggregate_token_probs(probs, "max")
 
 
 def tier(**kw):

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from router.config import Tier
-from router.prompts import make_question
-from workers.backends import BackendError, ItemFailure, ScoredAnswer, create_backend
+from cascade.router.config import Tier
+from cascade.router.errors import ConfigError
+from cascade.router.prompts import make_question
+from cascade.workers.backends import BackendError, ItemFailure, ScoredAnswer, create_backend
 
 QUESTIONS = [
     make_question("Which planet is the largest?", ["Mars", "Jupiter", "Venus", "Earth"]),
@@ -83,15 +84,15 @@ def test_a_model_that_fails_to_load_names_the_problem(model, message, monkeypatc
 
 
 def test_unknown_backend_is_refused_with_the_choices():
-    with pytest.raises(BackendError, match="unknown backend 'tgi'; choose one of null, openai, transformers, vllm"):
+    with pytest.raises(ConfigError, match="unknown backend 'tgi'; choose one of null, openai, transformers, vllm"):
         create_backend(Tier(name="t", backend="tgi", model="m"))
 
 
-def test_padding_is_measured_and_compile_buckets_are_fixed_shapes(small):
-    from workers.backends.transformers_backend import _bucket
+def test_padding_is_measured_and_compilebucket_widths_are_fixed_shapes(small):
+    from cascade.workers.backends.transformers_backend import bucket_width
 
-    assert [_bucket(w, 4096) for w in (1, 64, 65, 4000, 5000)] == [64, 64, 128, 4032, 4096]
-    small.padding.__init__()
+    assert [bucket_width(w, 4096) for w in (1, 64, 65, 4000, 5000)] == [64, 64, 128, 4032, 4096]
+    small.padding.reset()
     small.score(QUESTIONS)  # three lengths sorted into one pass: the short ones are padded
     assert 0.0 < small.padding.share < 1.0
     assert small.padding.slots == 3 * max(small.count_tokens(QUESTIONS))

@@ -5,11 +5,11 @@ from types import SimpleNamespace as Obj
 
 import pytest
 
-from router.config import parse_config
-from router.errors import ConfigError
-from router.prompts import make_question
-from workers.backends import ItemFailure, ScoredAnswer
-from workers.backends.vllm_backend import parse_output, sampling_arguments
+from cascade.router.config import parse_config
+from cascade.router.errors import ConfigError
+from cascade.router.prompts import make_question
+from cascade.workers.backends import ItemFailure, ScoredAnswer, check_config
+from cascade.workers.backends.vllm_backend import parse_output, sampling_arguments
 
 QUESTION = make_question("2 + 2 = ?", ["3", "4", "5", "6"])
 
@@ -43,4 +43,4 @@ def test_requests_are_greedy_single_tokens_with_logprobs():
 def test_a_vllm_or_api_tier_with_a_probe_is_refused():
     for backend in ("vllm", "openai"):
         with pytest.raises(ConfigError, match=f"the {backend} backend exposes no hidden states"):
-            parse_config({"tiers": [{"name": "a", "backend": backend, "model": "m", "probe": "p.npz"}]})
+            check_config(parse_config({"tiers": [{"name": "a", "backend": backend, "model": "m", "probe": "p.npz"}]}))

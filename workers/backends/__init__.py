@@ -1,17 +1,20 @@
-"""Model backends, pluggable by name. Each is imported only when a tier uses it."""
+"""Model backends, pluggable by name. Each is imported only when a tier uses it, and each declares
+what it can do (`Backend.exposes_hidden_states`); `check_tier` is the one place tiers are checked
+against the backends that exist."""
 
 from __future__ import annotations
 
 import importlib
 
-from router.config import Tier
-from workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
+from cascade.router.config import CascadeConfig, Tier
+from cascade.router.errors import ConfigError
+from cascade.workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
 
 BACKENDS: dict[str, str] = {
-    "transformers": "workers.backends.transformers_backend:TransformersBackend",
-    "null": "workers.backends.null:NullBackend",
-    "openai": "workers.backends.openai_backend:OpenAIBackend",
-    "vllm": "workers.backends.vllm_backend:VLLMBackend",
+    "transformers": "cascade.workers.backends.transformers_backend:TransformersBackend",
+    "null": "cascade.workers.backends.null:NullBackend",
+    "openai": "cascade.workers.backends.openai_backend:OpenAIBackend",
+    "vllm": "cascade.workers.backends.vllm_backend:VLLMBackend",
 }
 
 
@@ -19,11 +22,12 @@ def known_backends() -> list[str]:
     return sorted(BACKENDS)
 
 
-def create_backend(tier: Tier) -> Backend:
-    """An unloaded backend for `tier`; raises BackendError for an unknown backend name."""
+def backend_class(tier: Tier) -> type[Backend]:
+    """The class serving `tier`; ConfigError for an unknown name, BackendError when its module cannot
+    be imported. Backend modules import their heavy packages only when a model loads."""
     target = BACKENDS.get(tier.backend)
     if target is None:
-        raise BackendError(
+        raise ConfigError(
             f"tiers[{tier.index}] ({tier.name}).backend: unknown backend {tier.backend!r}; "
             f"choose one of {', '.join(known_backends())}"
         )
@@ -35,7 +39,41 @@ def create_backend(tier: Tier) -> Backend:
             f"backend {tier.backend!r} needs packages that are not installed ({exc.name}): "
             "pip install 'cascade[models]'"
         ) from exc
-    return getattr(module, class_name)(tier)
+    return getattr(module, class_name)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "ItemFailure", "ScoredAnswer", "create_backend", "known_backends"]
+def check_tier(tier: Tier) -> None:
+    """Refuse a tier its backend cannot serve: an unknown backend, or a probe on one without hidden states."""
+    cls = backend_class(tier)
+    if tier.probe is not None and not cls.exposes_hidden_states:
+        raise ConfigError(
+            f"tiers[{tier.index}] ({tier.name}).probe: the {tier.backend} backend exposes no hidden states, so it "
+            "cannot compute P(IK); remove `probe` (the tier then routes on P(T) alone) or serve this tier with "
+            "the transformers backend"
+        )
+
+
+def check_config(config: CascadeConfig) -> CascadeConfig:
+    for tier in config.tiers:
+        check_tier(tier)
+    return config
+
+
+def create_backend(tier: Tier) -> Backend:
+    """An unloaded backend for a checked `tier`."""
+    check_tier(tier)
+    return backend_class(tier)(tier)
+
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendError",
+    "ItemFailure",
+    "ScoredAnswer",
+    "backend_class",
+    "check_config",
+    "check_tier",
+    "create_backend",
+    "known_backends",
+]

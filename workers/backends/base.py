@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from router.config import Tier
-from router.prompts import Question
+from cascade.router.config import Tier
+from cascade.router.prompts import Question
 
 
 class BackendError(Exception):
@@ -37,6 +37,8 @@ class ItemFailure:
 
 class Backend(ABC):
     """One tier's model in one worker process."""
+
+    exposes_hidden_states = True  # False: the tier cannot carry a P(IK) probe
 
     def __init__(self, tier: Tier):
         self.tier = tier

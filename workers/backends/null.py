@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from router.prompts import Question, render
-from workers.backends.base import Backend, ItemFailure, ScoredAnswer
+from cascade.router.prompts import Question, render
+from cascade.workers.backends.base import Backend, ItemFailure, ScoredAnswer
 
 
 def _unit(text: str) -> float:

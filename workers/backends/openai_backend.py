@@ -15,14 +15,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from router.prompts import Question, render_chat
-from router.signals import answer_from_letter_probs, letter_probs_from_logprobs
-from workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
+from cascade.router.prompts import Question, render_chat
+from cascade.router.signals import answer_from_letter_probs, letter_probs_from_logprobs
+from cascade.workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
 
 TOP_LOGPROBS = 20  # the most OpenAI accepts
 
 
 class OpenAIBackend(Backend):
+    exposes_hidden_states = False
+
     def load(self) -> None:
         try:
             import openai

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from router.prompts import Question, render, render_chat
-from router.signals import answer_from_letter_probs
-from workers import models
-from workers.backends import tiny
-from workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
+from cascade.router.prompts import Question, render, render_chat
+from cascade.router.signals import answer_from_letter_probs
+from cascade.workers.backends import packaged, tiny
+from cascade.workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
+from cascade.workers.backends.gguf import gguf_arguments
 
 _LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
 
@@ -43,7 +43,7 @@ class TransformersBackend(Backend):
         self._letter_index = None
         self.compiled = self.tier.compile
         if self.compiled:
-            # Fixed bucket shapes (see _bucket) keep recompilation to a handful of graphs per process.
+            # Fixed bucket shapes (see bucket_width) keep recompilation to a handful of graphs per process.
             self._forward_fn = torch.compile(self.model.forward, dynamic=False)
         else:
             self._forward_fn = self.model.forward
@@ -78,7 +78,10 @@ class TransformersBackend(Backend):
     def _load_model(self):
         def from_pretrained(where, kwargs):
             from transformers import AutoModelForCausalLM
+            from transformers.utils import logging as transformers_logging
 
+            # One model per process, loaded once: a per-tensor progress bar is noise in worker logs.
+            transformers_logging.disable_progress_bar()
             if "gguf_file" in kwargs:
                 kwargs = gguf_arguments(kwargs["gguf_file"])
             return AutoModelForCausalLM.from_pretrained(where, dtype=self.dtype, **kwargs)
@@ -92,9 +95,9 @@ class TransformersBackend(Backend):
         try:
             if tiny.is_tiny(source):
                 return build_tiny()
-            packaged = models.packaged_name(source)
-            if packaged:
-                return from_pretrained(str(models.fetched_folder(packaged)), {})
+            packaged_model = packaged.packaged_name(source)
+            if packaged_model:
+                return from_pretrained(str(packaged.fetched_folder(packaged_model)), {})
             path = Path(source).expanduser()
             if source.endswith(".gguf"):
                 if not path.is_file():
@@ -105,7 +108,7 @@ class TransformersBackend(Backend):
             return from_pretrained(source, {"local_files_only": True})
         except BackendError:
             raise
-        except models.ModelFetchError as exc:
+        except packaged.ModelFetchError as exc:
             raise BackendError(f"tier {self.tier.name}: {exc}") from None
         except (OSError, ValueError, ImportError, RuntimeError) as exc:
             raise BackendError(
@@ -191,7 +194,7 @@ class TransformersBackend(Backend):
         width = max(len(ids) for ids in batch)
         rows = len(batch)
         if self.compiled:
-            width, rows = _bucket(width, self.context_tokens), self.tier.max_batch
+            width, rows = bucket_width(width, self.context_tokens), self.tier.max_batch
         self.padding.add(sum(len(ids) for ids in batch), width * rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((rows, width), pad, dtype=torch.long)
@@ -249,6 +252,9 @@ class PaddingMeter:
     """How much of the forward passes' token slots were padding."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.real = 0
         self.slots = 0
 
@@ -261,18 +267,9 @@ class PaddingMeter:
         return 1.0 - self.real / self.slots if self.slots else 0.0
 
 
-def _bucket(width: int, limit: int) -> int:
+def bucket_width(width: int, limit: int) -> int:
     """Round a batch's width up to a multiple of 64 tokens (a fixed shape for torch.compile)."""
     return min(limit, -(-width // 64) * 64)
-
-
-def gguf_arguments(filename: str) -> dict:
-    """Load a GGUF file as dense float weights (newer transformers keep GGUF blocks unless told)."""
-    try:
-        from transformers import GgufConfig
-    except ImportError:  # older transformers always dequantise
-        return {"gguf_file": filename}
-    return {"gguf_file": filename, "quantization_config": GgufConfig(gguf_file=filename, dequantize=True)}
 
 
 def _auto_tokenizer(where: str, **kwargs):

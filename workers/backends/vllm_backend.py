@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from router.prompts import Question, render, render_chat
-from router.signals import answer_from_letter_probs, letter_probs_from_logprobs
-from workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
+from cascade.router.prompts import Question, render, render_chat
+from cascade.router.signals import answer_from_letter_probs, letter_probs_from_logprobs
+from cascade.workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
 
 TOP_LOGPROBS = 20
 
 
 class VLLMBackend(Backend):
+    exposes_hidden_states = False
+
     def load(self) -> None:
         try:
             from vllm import LLM, SamplingParams

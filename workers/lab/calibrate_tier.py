@@ -1,0 +1,151 @@
+"""Training a tier's P(IK) probe and choosing its thresholds on labelled questions: run the tier (and
+the next one) over the questions, then search the thresholds with `router.calibration` and, if
+asked, write them into the config file."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cascade.router.calibration import CalibrationData, choose, frontier_search
+from cascade.router.config import CascadeConfig
+from cascade.router.cost import call_flops
+from cascade.router.errors import ConfigError
+from cascade.router.operating_point import frontier
+from cascade.router.probe import Probe
+from cascade.workers.backends import Backend, create_backend
+from cascade.workers.lab.labelled_data import Labelled
+from cascade.workers.lab.probe_training import collect, cross_fitted, train
+from cascade.workers.runtime.scoring import TierScorer
+
+# `progress(label, total)` opens a progress display and yields `advance(n)`.
+Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+
+def no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
+    return nullcontext(lambda _n: None)
+
+
+def loaded_backend(config: CascadeConfig, tier_name: str) -> Backend:
+    backend = create_backend(config.tier(tier_name))
+    backend.load()
+    return backend
+
+
+def candidate_layers(num_layers: int) -> list[int]:
+    """The layers `--layer auto` tries: a quarter of the depth to the last layer."""
+    return sorted({max(0, round(num_layers * f) - 1) for f in (0.25, 0.5, 0.625, 0.75, 0.875, 1.0)})
+
+
+def train_tier_probe(
+    config: CascadeConfig,
+    tier_name: str,
+    labelled: Labelled,
+    *,
+    layer: int | None,
+    classifier: str,
+    folds: int,
+    seed: int,
+    progress: Progress = no_progress,
+) -> tuple[Probe, list[dict[str, Any]]]:
+    """Fit a probe on the tier model's hidden states (layer None: choose it by out-of-fold AUROC)."""
+    backend = loaded_backend(config, tier_name)
+    layers = candidate_layers(backend.num_layers) if layer is None else [layer]
+    with progress("scoring", len(labelled.questions)) as advance:
+        features = collect(backend, labelled, layers, on_progress=advance)
+    return train(features, layers, kind=classifier, model=backend.model_id, data_digest=labelled.digest(), folds=folds, seed=seed)
+
+
+def calibrate_tier(
+    config: CascadeConfig,
+    tier_name: str,
+    labelled: Labelled,
+    *,
+    target_pd: float | None = None,
+    max_escalation: float | None = None,
+    signal: str = "both",
+    seed: int = 0,
+    write: bool = False,
+    progress: Progress = no_progress,
+    note: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """The searched frontier and the chosen thresholds (None when none meets the target), with a
+    warning when the cascade would cost more than the next tier alone; written to the config with `write`."""
+    if (target_pd is None) == (max_escalation is None):
+        raise ConfigError("give one of --target-pd or --max-escalation")
+    if write and signal == "p_t":
+        raise ConfigError("--write with --signal p_t would leave the probe's tau_ik in force: remove `probe` from the tier to route on P(T) alone")
+    next_tier = config.next_tier(tier_name)
+    if next_tier is None:
+        raise ConfigError(f"tier {tier_name!r} is the last tier: it always answers, there is nothing to calibrate")
+    if write and config.source is None:
+        raise ConfigError("the config has no file to write to: pass --config FILE")
+    scorer = TierScorer(config, config.tier(tier_name)).load()
+    layers = [scorer.probe.layer] if scorer.probe else []
+    with progress(f"scoring on {tier_name}", len(labelled.questions)) as advance:
+        small = collect(scorer.backend, labelled, layers, on_progress=advance)
+    large_backend = loaded_backend(config, next_tier.name)
+    with progress(f"scoring on {next_tier.name}", len(labelled.questions)) as advance:
+        large = collect(large_backend, labelled, [], on_progress=advance)
+    p_ik = None
+    if scorer.probe:
+        hidden = small[f"hidden_{scorer.probe.layer}"]
+        if scorer.probe.metadata.get("train_hash") == labelled.digest():
+            # The probe was fitted on these very questions: score each with a probe that never saw it.
+            p_ik = cross_fitted(hidden, small["correct"], scorer.probe.kind, seed=seed)
+            note("calibration questions are the probe's training questions: using out-of-fold P(IK)")
+        else:
+            p_ik = scorer.probe.predict(hidden)
+    data = CalibrationData(
+        p_t=small["p_t"],
+        p_ik=p_ik,
+        small_correct=small["correct"].astype(bool),
+        large_correct=large["correct"].astype(bool),
+        small_flops=np.array([call_flops(scorer.backend.params, t, 1) for t in small["tokens_in"]]),
+        large_flops=np.array([call_flops(large_backend.params, t, 1) for t in large["tokens_in"]]),
+    )
+    points = frontier_search(data, signal=signal)
+    best = choose(points, target_pd=target_pd, max_escalation=max_escalation)
+    result: dict[str, Any] = {"frontier": [p.as_dict() for p in frontier(points)], "chosen": best.as_dict() if best else None}
+    if best is not None and best.reduced_cc < 0:
+        result["warning"] = (
+            f"within this target the cascade costs {-best.reduced_cc:.1f}% more compute than {next_tier.name} alone: "
+            f"{tier_name} is too rarely right when it is confident; send the questions straight to {next_tier.name} "
+            "or relax the target"
+        )
+    if best is not None and write:
+        write_thresholds(Path(config.source), tier_name, best.tau_t, best.tau_ik)
+        result["written_to"] = str(config.source)
+    return result
+
+
+def write_thresholds(path: Path, tier_name: str, tau_t: float, tau_ik: float | None) -> None:
+    """Set tau_t (and tau_ik) inside the named tier's [[tiers]] table, keeping the rest of the file."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.strip() == "[[tiers]]"] + [len(lines)]
+    for begin, end in zip(starts, starts[1:]):
+        block = lines[begin:end]
+        if not any(re.match(rf'\s*name\s*=\s*"{re.escape(tier_name)}"', line) for line in block):
+            continue
+        for key, value in (("tau_t", tau_t), ("tau_ik", tau_ik)):
+            if value is None:
+                continue
+            pattern = re.compile(rf"\s*{key}\s*=")
+            index = next((i for i, line in enumerate(block) if pattern.match(line)), None)
+            text = f"{key} = {value:g}\n"
+            if index is None:  # after the table's last setting, before any blank lines
+                last = max(i for i, line in enumerate(block) if line.strip())
+                if not block[last].endswith("\n"):
+                    block[last] += "\n"
+                block.insert(last + 1, text)
+            else:
+                block[index] = text
+        lines[begin:end] = block
+        path.write_text("".join(lines), encoding="utf-8")
+        return
+    raise ValueError(f"no [[tiers]] table named {tier_name!r} in {path}")
