@@ -140,8 +140,12 @@ def record_attempts(
     """Write attempts and move their jobs on. Returns the job ids whose attempt was new.
 
     An attempt that already exists for (job, tier) is skipped along with its job update, so a
-    redelivered message never duplicates a row or counts a cost twice.
+    redelivered message never duplicates a row or counts a cost twice. So is one whose job is no
+    longer waiting on that tier (cancelled while it was scored): the jobs are locked first, in id
+    order, so a concurrent cancel either waits for this write or sees the jobs moved on.
     """
+    live = _lock_waiting(session, records)
+    records = [r for r in records if live.get(r.job_id) == r.tier]
     if not records:
         return set()
     now = utcnow()
@@ -180,6 +184,20 @@ def record_attempts(
     if finished:
         _roll_up_totals(session, finished)
     return inserted
+
+
+def _lock_waiting(session: Session, records: Sequence[AttemptRecord]) -> dict[uuid.UUID, str]:
+    """The records' jobs that are still queued, with the tier each waits on, locked until commit."""
+    if not records:
+        return {}
+    query = (
+        select(Job.id, Job.pending_tier)
+        .where(key_in(session, Job.id, [r.job_id for r in records]), Job.status == JobStatus.QUEUED.value)
+        .order_by(Job.id)
+    )
+    if is_postgres(session):
+        query = query.with_for_update()
+    return dict(session.execute(query).all())
 
 
 def _update_queued_jobs(session: Session, rows: list[dict[str, Any]], fixed: dict[str, Any]) -> None:

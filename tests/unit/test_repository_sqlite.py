@@ -93,3 +93,24 @@ def test_unknown_job_is_none(db):
     with session_scope(db) as s:
         assert find_job(s, str(uuid.uuid4())) is None
         assert find_job(s, "nobody") is None
+
+
+def test_a_job_cancelled_while_it_was_scored_gets_no_attempt_and_no_cost(db):
+    with session_scope(db) as s:
+        [(job_id, _)] = add_jobs(s, [NewJob("q", ["a", "b"])], first_tier="small")
+    with session_scope(db) as s:  # the batch is cancelled after the worker read the job
+        s.get(Job, job_id).status = "cancelled"
+    with session_scope(db) as s:
+        assert record_attempts(s, [attempt(job_id, decision="accepted")], next_tier="large") == set()
+    with session_scope(db) as s:
+        job = s.get(Job, job_id)
+        assert s.scalar(select(func.count()).select_from(Attempt)) == 0
+        assert (job.status, job.answer, job.tokens_in, job.flops) == ("cancelled", None, 0, 0.0)
+
+
+def test_an_attempt_for_a_job_that_moved_on_to_another_tier_is_not_written(db):
+    with session_scope(db) as s:
+        [(job_id, _)] = add_jobs(s, [NewJob("q", ["a", "b"])], first_tier="large")
+    with session_scope(db) as s:
+        assert record_attempts(s, [attempt(job_id, tier="small")], next_tier="large") == set()
+        assert s.scalar(select(func.count()).select_from(Attempt)) == 0
