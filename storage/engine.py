@@ -74,3 +74,23 @@ def session_scope(url_or_engine: str | Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` means the database could not be reached (down, restarting, network), as opposed
+    to a statement it refused: the first passes with time, the second never does."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError, sa.TimeoutError))
+
+
+def is_unmigrated(exc: BaseException) -> bool:
+    """Whether `exc` says a table is missing: the database was never migrated (`cascade db upgrade`)."""
+    from sqlalchemy import exc as sa
+
+    if not isinstance(exc, sa.ProgrammingError | sa.OperationalError):
+        return False
+    text = str(exc.orig or exc)
+    return "no such table" in text or ("relation" in text and "does not exist" in text)

@@ -16,6 +16,10 @@ from cascade.storage.bulk import insert_new, is_postgres, key_in
 from cascade.storage.models import Attempt, Job, JobStatus, utcnow
 
 
+class ExternalIdConflict(ValueError):
+    """An external id that already names a different question."""
+
+
 @dataclass(frozen=True)
 class NewJob:
     question: str
@@ -87,13 +91,35 @@ def add_jobs(session: Session, jobs: Sequence[NewJob], *, first_tier: str) -> li
     missing = [r["external_id"] for r in rows if r["id"] not in created]
     existing = {}
     if missing:
-        existing = dict(session.execute(select(Job.external_id, Job.id).where(Job.external_id.in_(missing))).all())
+        existing = {
+            row.external_id: row
+            for row in session.execute(select(Job.external_id, Job.id, Job.question, Job.choices).where(Job.external_id.in_(missing)))
+        }
     for row in rows:
         if row["id"] in created:
             result.append((row["id"], True))
-        else:
-            result.append((existing[row["external_id"]], False))
+            continue
+        first = existing[row["external_id"]]
+        if (first.question, list(first.choices)) != (row["question"], row["choices"]):
+            raise ExternalIdConflict(
+                f"external id {row['external_id']!r} already names another question (job {first.id}): "
+                "give this question an external id of its own"
+            )
+        result.append((first.id, False))
     return result
+
+
+def unstarted(session: Session, job_ids: Sequence[uuid.UUID], *, tier: str) -> list[uuid.UUID]:
+    """Of `job_ids`, those still queued on `tier` with no attempt anywhere: a message for them may never
+    have been sent (the broker was down at submit), so re-sending them is how a resubmit finishes them."""
+    if not job_ids:
+        return []
+    tried = select(Attempt.id).where(Attempt.job_id == Job.id).exists()
+    return list(
+        session.scalars(
+            select(Job.id).where(key_in(session, Job.id, list(job_ids)), Job.status == JobStatus.QUEUED.value, Job.pending_tier == tier, ~tried)
+        )
+    )
 
 
 @dataclass
@@ -298,31 +324,36 @@ def job_statuses(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UU
 
 
 def stranded_jobs(
-    session: Session, *, older_than_s: float, tiers: Sequence[str], limit: int = 10_000
-) -> dict[str, list[uuid.UUID]]:
-    """Queued jobs on `tiers` untouched for a while, by the tier they wait on: what to re-enqueue
-    after a broker loss. Jobs waiting on other tiers belong to another cascade sharing the database."""
+    session: Session,
+    *,
+    older_than_s: float,
+    tier: str,
+    after: uuid.UUID | None = None,
+    limit: int = 10_000,
+) -> list[uuid.UUID]:
+    """Up to `limit` jobs queued on `tier` and untouched for `older_than_s`, in id order after
+    `after` (page on with the last id): what to re-enqueue after a broker loss."""
     cutoff: datetime = utcnow() - timedelta(seconds=older_than_s)
-    last_attempt = (
-        select(func.max(Attempt.created_at)).where(Attempt.job_id == Job.id).scalar_subquery()
-    )
+    last_attempt = select(func.max(Attempt.created_at)).where(Attempt.job_id == Job.id).scalar_subquery()
     stmt = (
-        select(Job.pending_tier, Job.id)
-        .where(Job.status == JobStatus.QUEUED.value, Job.pending_tier.in_(list(tiers)))
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED.value, Job.pending_tier == tier)
         .where(func.coalesce(last_attempt, Job.created_at) < cutoff)
+        .order_by(Job.id)
         .limit(limit)
     )
-    out: dict[str, list[uuid.UUID]] = {}
-    for tier, job_id in session.execute(stmt):
-        out.setdefault(tier, []).append(job_id)
-    return out
+    if after is not None:
+        stmt = stmt.where(Job.id > after)
+    return list(session.scalars(stmt))
 
 
 __all__ = [
     "AttemptRecord",
     "NewJob",
     "PendingJob",
+    "ExternalIdConflict",
     "add_jobs",
+    "unstarted",
     "fail_jobs",
     "find_job",
     "TierWork",

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from cascade.router.config import CascadeConfig
-from cascade.router.prompts import make_question, normalise_gold
+from cascade.router.prompts import make_question, normalise_gold, storable_text
 from cascade.storage.engine import session_scope
 from cascade.storage.models import JobStatus
-from cascade.storage.repository import NewJob, add_jobs, find_job, job_statuses
+from cascade.storage.repository import NewJob, add_jobs, find_job, job_statuses, unstarted
 from cascade.workers.runtime.app import create_app
-from cascade.workers.runtime.dispatch import send_jobs
+from cascade.workers.runtime.dispatch import BrokerUnavailable, send_jobs
 from cascade.workers.runtime.settings import Settings, resolve
 
 
@@ -70,21 +70,30 @@ class Cascade:
         new_jobs = []
         for item in items:
             question = make_question(item.get("question"), item.get("choices"))
+            external_id = item.get("external_id")
             new_jobs.append(
                 NewJob(
                     question=question.text,
                     choices=list(question.choices),
                     gold=normalise_gold(item.get("gold"), question),
-                    external_id=None if item.get("external_id") is None else str(item["external_id"]),
+                    external_id=None if external_id is None else storable_text(str(external_id), "external_id", limit=255),
                 )
             )
         first = self.settings.config.first
         with session_scope(self.database_url) as session:
             added = add_jobs(session, new_jobs, first_tier=first.name)
-        # Commit first, then enqueue: a lost message leaves a queued row that `cascade redrive` resends.
-        fresh = [job_id for job_id, created in added if created]
-        if fresh:
-            send_jobs(self.app, first, fresh)
+            # A job submitted before whose message may never have left (the broker was down then).
+            again = unstarted(session, [job_id for job_id, created in added if not created], tier=first.name)
+        # Commit first, then enqueue: a lost message leaves a queued row that the workers' sweeper resends.
+        to_send = [job_id for job_id, created in added if created] + again
+        if to_send:
+            try:
+                send_jobs(self.app, first, to_send)
+            except BrokerUnavailable as exc:
+                raise BrokerUnavailable(
+                    f"{exc}; {len(to_send)} job(s) are stored as queued and will run once it is back "
+                    "(workers re-send them, or submit again with the same external ids)"
+                ) from exc
         return [str(job_id) for job_id, _ in added]
 
     def status(self, job_id: str) -> dict[str, Any]:

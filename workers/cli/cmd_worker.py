@@ -8,7 +8,7 @@ import click
 
 from cascade.router.errors import RouterError
 from cascade.workers.backends import BackendError
-from cascade.workers.cli.common import EXIT_FAILED, Context, fail, settings_of
+from cascade.workers.cli.common import EXIT_FAILED, Context, emit_json, fail, settings_of
 
 
 @click.command()
@@ -40,20 +40,36 @@ def worker(ctx: Context, tier_name: str, pool: str, concurrency: int, loglevel: 
 @click.command()
 @click.option("--older-than", type=float, default=300.0, show_default=True, help="Seconds a queued job has not moved.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be re-enqueued.")
+@click.option("--include-waiting", is_flag=True, help="Also re-send jobs on tiers whose queue still holds messages they may be behind.")
+@click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def redrive(ctx: Context, older_than: float, dry_run: bool) -> None:
-    """Re-enqueue jobs that are queued in the database but stuck (e.g. the broker restarted empty).
+def redrive(ctx: Context, older_than: float, dry_run: bool, include_waiting: bool, as_json: bool) -> None:
+    """Re-enqueue jobs that are queued in the database but whose messages are gone (e.g. the broker
+    restarted empty). Workers do this by themselves every CASCADE_SWEEP_INTERVAL_S; this is the
+    same sweep, now, with your age limit.
 
-    Safe to run at any time: a job that is enqueued twice is still answered once.
+    A job on a tier whose queue still holds messages may simply be waiting behind them: it is
+    counted as waiting and left alone unless --include-waiting. Safe to run at any time: a job
+    that is enqueued twice is still answered once.
     """
-    from cascade.workers.runtime.serve import redrive_stranded
+    from cascade.workers.runtime.app import create_app
+    from cascade.workers.runtime.sweeper import sweep
 
+    if older_than < 0:
+        fail("--older-than must be >= 0 seconds")
     settings = settings_of(ctx)
     try:
-        stuck = redrive_stranded(settings, older_than_s=older_than, dry_run=dry_run)
+        report = sweep(create_app(settings), settings, older_than_s=older_than, dry_run=dry_run, include_waiting=include_waiting)
     except RouterError as exc:
         fail(str(exc))
+    if as_json:
+        emit_json([t.as_dict() for t in report])
+        return
     verb = "would re-enqueue" if dry_run else "re-enqueued"
-    total = sum(len(v) for v in stuck.values())
-    detail = ", ".join(f"{t}: {len(v)}" for t, v in stuck.items()) or "none"
-    click.echo(f"{verb} {total} job(s) ({detail})")
+    for t in report:
+        depth = "unknown" if t.queue_depth is None else str(t.queue_depth)
+        if t.waiting and not include_waiting:
+            note = f"{t.stranded} queued, left alone: {depth} message(s) still in the queue (--include-waiting re-sends them)"
+        else:
+            note = f"{verb} {t.stranded if dry_run else t.resent} of {t.stranded}"
+        click.echo(f"{t.tier:<16} {note}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -15,6 +16,15 @@ ENV_CONFIG = "CASCADE_CONFIG"
 ENV_BROKER = "CASCADE_BROKER_URL"
 ENV_DATABASE = "CASCADE_DATABASE_URL"
 ENV_VISIBILITY = "CASCADE_VISIBILITY_TIMEOUT_S"
+ENV_SWEEP = "CASCADE_SWEEP_INTERVAL_S"
+ENV_REDRIVE_AFTER = "CASCADE_REDRIVE_AFTER_S"
+
+# A message a worker holds this long without acking (it died) goes back to its queue. It must be
+# longer than the longest a worker holds one: its tier's slowest pass times the passes in a message
+# (ids per message / max_batch), plus draining. A 16-question pass of the 1.5B on two CPU cores
+# takes ~40 s; an 8B on a GPU well under a second. Raise it for slow CPU tiers and big chunks.
+DEFAULT_VISIBILITY_S = 300
+DEFAULT_SWEEP_S = 30  # how often one worker looks for jobs whose messages were lost (0: never)
 
 
 def builtin_path(name: str) -> Path:
@@ -50,7 +60,9 @@ class Settings:
     config: CascadeConfig
     broker_url: str | None
     database_url: str | None
-    visibility_timeout_s: int = 3600
+    visibility_timeout_s: int = DEFAULT_VISIBILITY_S
+    sweep_interval_s: float = DEFAULT_SWEEP_S
+    redrive_after_s: float = DEFAULT_VISIBILITY_S  # a job queued this long with no message left is re-sent
 
     def require_broker(self) -> str:
         if not self.broker_url:
@@ -75,14 +87,26 @@ def resolve(
     database_url: str | None = None,
 ) -> Settings:
     cfg = config if isinstance(config, CascadeConfig) else read_config(config)
-    raw_timeout = os.environ.get(ENV_VISIBILITY, "3600")
-    try:
-        visibility = int(raw_timeout)
-    except ValueError:
-        raise ConfigError(f"{ENV_VISIBILITY}: expected whole seconds, got {raw_timeout!r}") from None
+    visibility = _seconds(ENV_VISIBILITY, DEFAULT_VISIBILITY_S, minimum=1)
     return Settings(
         config=cfg,
         broker_url=broker_url or os.environ.get(ENV_BROKER) or None,
         database_url=database_url or os.environ.get(ENV_DATABASE) or None,
-        visibility_timeout_s=visibility,
+        visibility_timeout_s=int(visibility),
+        sweep_interval_s=_seconds(ENV_SWEEP, DEFAULT_SWEEP_S, minimum=0),
+        # By default as long as the visibility timeout: by then a dead worker's message is back.
+        redrive_after_s=_seconds(ENV_REDRIVE_AFTER, visibility, minimum=0),
     )
+
+
+def _seconds(variable: str, default: float, *, minimum: float) -> float:
+    raw = os.environ.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{variable}: expected a number of seconds >= {minimum:g}, got {raw!r}")
+    return value

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter
 from typing import Any
 
+from celery.exceptions import Reject, Retry
+
 from cascade.router.errors import ConfigError, ProbeError
 from cascade.router.policy import Decision
-from cascade.storage.engine import session_scope
+from cascade.router.prompts import prompt_size
+from cascade.storage.engine import is_unreachable, session_scope
 from cascade.storage.repository import fail_jobs, record_attempts, work_for_tier
 from cascade.workers.backends import BackendError
 from cascade.workers.runtime.dispatch import SCORE_TASK, send_jobs
@@ -18,11 +22,13 @@ from cascade.workers.runtime.scoring import scorer_for
 from cascade.workers.runtime.settings import Settings
 
 log = logging.getLogger("cascade.tasks")
-MAX_RETRIES = 5
+MAX_RETRIES = 5  # for errors other than an unreachable database
+RETRY_CAP_S = 30  # longest pause between tries; keep it well under the visibility timeout
 
 
 def run_step(app, settings: Settings, tier_name: str, job_ids: list[str]) -> dict[str, Any]:
-    """Score, decide, commit, then enqueue on the next tier. Safe to run twice for the same message."""
+    """Score, decide, commit, then enqueue on the next tier, one forward pass (max_batch jobs) at a
+    time, so progress is visible and a crash loses one pass. Safe to run twice for the same message."""
     config = settings.config
     tier = config.tier(tier_name)
     next_tier = config.next_tier(tier)
@@ -31,44 +37,75 @@ def run_step(app, settings: Settings, tier_name: str, job_ids: list[str]) -> dic
     with session_scope(url) as session:
         work = work_for_tier(session, ids, tier.name)
     # work.reforward: jobs escalated by an earlier delivery that died before it could enqueue them.
-    reforward = work.reforward
-    records = scorer_for(config, tier.name).run(work.pending) if work.pending else []
-    with session_scope(url) as session:
-        inserted = record_attempts(session, records, next_tier=next_tier.name if next_tier else None)
-    escalated = [r.job_id for r in records if r.decision == Decision.ESCALATED.value and r.job_id in inserted]
-    if escalated and next_tier is not None:
-        reforward.setdefault(next_tier.name, []).extend(escalated)
-    for target, target_ids in reforward.items():
+    for target, target_ids in work.reforward.items():
         send_jobs(app, config.tier(target), list(dict.fromkeys(target_ids)))
-    counts = Counter(r.decision for r in records if r.job_id in inserted)
-    return {"tier": tier.name, "scored": len(records), "skipped": work.skipped, **counts}
+    counts: Counter = Counter()
+    scored = 0
+    pending = sorted(work.pending, key=lambda job: prompt_size(job.question, job.choices))  # similar lengths share a pass: less padding
+    for start in range(0, len(pending), tier.max_batch):
+        records = scorer_for(config, tier.name).run(pending[start : start + tier.max_batch])
+        scored += len(records)
+        with session_scope(url) as session:
+            inserted = record_attempts(session, records, next_tier=next_tier.name if next_tier else None)
+        escalated = [r.job_id for r in records if r.decision == Decision.ESCALATED.value and r.job_id in inserted]
+        if escalated and next_tier is not None:
+            send_jobs(app, next_tier, escalated)
+        counts.update(r.decision for r in records if r.job_id in inserted)
+    return {"tier": tier.name, "scored": scored, "skipped": work.skipped, **counts}
 
 
 def register(app, settings: Settings) -> None:
-    @app.task(name=SCORE_TASK, bind=True, max_retries=MAX_RETRIES)
+    # max_retries=None: the task counts its own retries, because an unreachable database is
+    # retried for as long as it lasts, while other errors give up after MAX_RETRIES.
+    @app.task(name=SCORE_TASK, bind=True, max_retries=None)
     def score(self, tier_name: str, job_ids: list[str]) -> dict[str, Any]:
         drained = _drain(app, settings, tier_name, job_ids)
         all_ids = list(job_ids) + [job_id for d in drained for job_id in d.job_ids]
         try:
-            outcome = run_step(app, settings, tier_name, all_ids)
-        except (BackendError, ProbeError, ConfigError) as exc:
-            # Permanent: retrying cannot help. Fail the jobs with the reason instead of losing them.
-            log.error("tier %s cannot score %d job(s): %s", tier_name, len(all_ids), exc)
-            _fail(settings, tier_name, all_ids, str(exc))
-            outcome = {"tier": tier_name, "failed": len(all_ids), "error": str(exc)}
+            outcome = _score_or_fail(self, app, settings, tier_name, all_ids)
         except Exception as exc:
-            if self.request.retries < MAX_RETRIES:
-                for d in drained:
-                    d.give_back()
-                log.warning("tier %s: %s; retrying (%d)", tier_name, exc, self.request.retries + 1)
-                raise self.retry(exc=exc, countdown=min(30, 2**self.request.retries))
-            log.exception("tier %s: giving up on %d job(s)", tier_name, len(all_ids))
-            _fail(settings, tier_name, all_ids, f"{type(exc).__name__}: {exc}")
-            outcome = {"tier": tier_name, "failed": len(all_ids), "error": str(exc)}
+            # No outcome was committed for (some of) these jobs: never ack, try again later.
+            for d in drained:
+                d.give_back()
+            raise _again(self, tier_name, exc) from exc
         for d in drained:
             d.ack()
         outcome["messages"] = 1 + len(drained)
         return outcome
+
+
+def _score_or_fail(task, app, settings: Settings, tier_name: str, job_ids: list[str]) -> dict[str, Any]:
+    """The step's outcome, committed; raises when it should be tried again (nothing to ack yet)."""
+    try:
+        return run_step(app, settings, tier_name, job_ids)
+    except (BackendError, ProbeError, ConfigError) as exc:
+        # Permanent: retrying cannot help. Fail the jobs with the reason instead of losing them.
+        log.error("tier %s cannot score %d job(s): %s", tier_name, len(job_ids), exc)
+        error = str(exc)
+    except Exception as exc:
+        if is_unreachable(exc) or task.request.retries < MAX_RETRIES:
+            raise
+        log.exception("tier %s: giving up on %d job(s)", tier_name, len(job_ids))
+        error = f"{type(exc).__name__}: {exc}"
+    with session_scope(settings.require_database()) as session:  # raises while the database is down
+        fail_jobs(session, [uuid.UUID(str(i)) for i in job_ids], tier=tier_name, error=error)
+    return {"tier": tier_name, "failed": len(job_ids), "error": error}
+
+
+def _again(task, tier_name: str, exc: Exception) -> Exception:
+    """A retry of the message (a copy is sent before this one is acked), or, when even that cannot be
+    sent, a requeue of this message after a pause."""
+    countdown = min(RETRY_CAP_S, 2 ** min(task.request.retries, 5))
+    reason = "database unreachable" if is_unreachable(exc) else f"{type(exc).__name__}: {exc}"
+    log.warning("tier %s: %s; trying again in %d s (retry %d)", tier_name, reason, countdown, task.request.retries + 1)
+    try:
+        return task.retry(exc=exc, countdown=countdown)
+    except Retry as retry:
+        return retry
+    except Exception:  # the broker is unreachable too: hold on, then put the message back
+        log.warning("tier %s: cannot send the retry; requeueing the message", tier_name, exc_info=True)
+        time.sleep(countdown)
+        return Reject(reason, requeue=True)
 
 
 def _drain(app, settings: Settings, tier_name: str, job_ids: list[str]) -> list:
@@ -85,11 +122,3 @@ def _drain(app, settings: Settings, tier_name: str, job_ids: list[str]) -> list:
     except Exception:  # draining is an optimisation; the message in hand is still scored
         log.warning("tier %s: could not drain more messages", tier_name, exc_info=True)
         return []
-
-
-def _fail(settings: Settings, tier_name: str, job_ids: list[str], error: str) -> None:
-    try:
-        with session_scope(settings.require_database()) as session:
-            fail_jobs(session, [uuid.UUID(str(i)) for i in job_ids], tier=tier_name, error=error)
-    except Exception:  # the jobs stay queued in the database; `cascade redrive` picks them up
-        log.exception("could not record the failure of %d job(s)", len(job_ids))
