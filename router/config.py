@@ -5,6 +5,7 @@ Everything else (queue names, the next tier, the cost table) is derived from it 
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -144,8 +145,8 @@ def parse_count(value: Any, *, field_name: str) -> float:
             ) from None
     else:
         raise ConfigError(f"{field_name}: expected a number such as 8.03e9 or \"8.03B\", got {value!r}")
-    if number <= 0:
-        raise ConfigError(f"{field_name}: a parameter count must be positive, got {value!r}")
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{field_name}: a parameter count must be a positive finite number, got {value!r}")
     return number
 
 
@@ -156,6 +157,12 @@ def load_config(path: str | Path) -> CascadeConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found: pass --config or set CASCADE_CONFIG") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder: pass the config file itself (e.g. {path}/cascade.toml)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); a config is a TOML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: not readable (permission denied)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     return parse_config(raw, base_dir=path.parent, source=path)
@@ -216,8 +223,8 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
             kwargs[key] = entry[key].strip()
     if "timeout_s" in entry:
         value = entry["timeout_s"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{where}.timeout_s: expected seconds > 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{where}.timeout_s: expected a finite number of seconds > 0, got {value!r}")
         kwargs["timeout_s"] = float(value)
     for key, minimum in (("probe_layer", 0), ("max_batch", 1), ("max_wait_ms", 0), ("concurrency", 1), ("max_retries", 0)):
         if key in entry:
@@ -247,8 +254,8 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
     for key in ("price_in_usd_per_1m", "price_out_usd_per_1m"):
         if key in entry:
             value = entry[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{where}.{key}: expected a price >= 0 in USD per million tokens, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{where}.{key}: expected a finite price >= 0 in USD per million tokens, got {value!r}")
             kwargs[key] = float(value)
     if "options" in entry:
         if not isinstance(entry["options"], Mapping):

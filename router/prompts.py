@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cascade.router.errors import InvalidQuestion
 
 LETTERS = "ABCDEFGHIJ"
+MAX_TEXT_CHARS = 100_000  # a question or option longer than this is refused, not sent to a model
 INSTRUCTION = "Answer with the letter of the correct option only."
 
 
@@ -24,10 +25,24 @@ class Question:
         return LETTERS[: len(self.choices)]
 
 
+def storable_text(value: str, what: str, *, limit: int = MAX_TEXT_CHARS) -> str:
+    """`value` unchanged if a database can store it and a model can read it; else InvalidQuestion."""
+    if "\x00" in value:
+        raise InvalidQuestion(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidQuestion(f"{what} is not valid Unicode (it holds a lone surrogate)") from None
+    if len(value) > limit:
+        raise InvalidQuestion(f"{what} is longer than {limit:,} characters")
+    return value
+
+
 def make_question(text: Any, choices: Any) -> Question:
     """Validate raw input into a Question, or raise InvalidQuestion saying what is wrong."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidQuestion("empty question: give the question text")
+    storable_text(text, "question")
     if isinstance(choices, Mapping):
         choices = [choices[k] for k in sorted(choices)]
     if not isinstance(choices, (list, tuple)):  # a str is a Sequence too, but not a list of options
@@ -43,7 +58,7 @@ def make_question(text: Any, choices: Any) -> Question:
                 choice = str(choice)
             else:
                 raise InvalidQuestion(f"choice {LETTERS[i]} is empty or not text")
-        choice = choice.strip()
+        choice = storable_text(choice, f"choice {LETTERS[i]}").strip()
         if not choice:
             raise InvalidQuestion(f"choice {LETTERS[i]} is empty or not text")
         cleaned.append(choice)
@@ -79,3 +94,8 @@ def render_chat(question: Question) -> list[dict[str, str]]:
     body += [f"{letter}. {choice}" for letter, choice in zip(question.letters, question.choices)]
     body.append(INSTRUCTION)
     return [{"role": "user", "content": "\n".join(body)}]
+
+
+def prompt_size(question: str, choices: Sequence[str] | None) -> int:
+    """A tokenizer-free length estimate of a prompt, good enough to sort similar prompts together."""
+    return len(question) + sum(len(c) for c in choices or ())

@@ -61,14 +61,25 @@ def load_log(path: str | Path, split: str | None = None) -> ReplayLog:
     """Read a replay JSONL file (optionally one split); every row must carry every model."""
     rows = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, start=1):
             if line.strip():
-                row = json.loads(line)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}: line {number} is not JSON ({exc.msg})") from None
+                if not isinstance(row, dict) or not isinstance(row.get("models"), dict) or not row["models"]:
+                    raise ValueError(
+                        f"{path}: line {number} has no 'models' object; a replay log holds one JSON object per question "
+                        'with per-model results, e.g. {"id": ..., "models": {"NAME": {"correct": true, "logprob": -0.1}}}'
+                    )
                 if split is None or row.get("split") == split:
                     rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no rows" + (f" in split {split!r}" if split else ""))
     names = list(rows[0]["models"])
+    for row in rows:
+        if set(row["models"]) != set(names):
+            raise ValueError(f"{path}: question {row.get('id')!r} has models {sorted(row['models'])}, not {sorted(names)}")
     models = {}
     for name in names:
         entries = [r["models"][name] for r in rows]
@@ -161,6 +172,12 @@ def replay(
             raise ValueError(f"model {name!r} is not in the log; it has {', '.join(log.models)}")
         if name not in params:
             raise ValueError(f"no parameter count for {name!r}: pass --params {name}=B or a tiers config")
+    for smaller, larger in zip(chain, chain[1:]):
+        if params[smaller] > params[larger]:
+            raise ValueError(
+                f"a chain goes smallest first: {smaller} ({params[smaller] / 1e9:g}B) comes before {larger} "
+                f"({params[larger] / 1e9:g}B); write --chain {','.join(sorted(chain, key=lambda n: params[n]))}"
+            )
     taus = [float(taus)] * (len(chain) - 1) if isinstance(taus, (int, float)) else [float(t) for t in taus]
     if len(taus) != len(chain) - 1:
         raise ValueError(f"a chain of {len(chain)} needs {len(chain) - 1} thresholds, got {len(taus)}")

@@ -27,7 +27,7 @@ class BatchError(Exception):
 class BatchRow:
     """One input row to store: valid (question set) or failed (error set)."""
 
-    index: int
+    index: int  # its position in the file as a person counts it (1-based line or row)
     row_id: str
     question: str = ""
     choices: list[str] | None = None
@@ -39,7 +39,7 @@ class BatchRow:
 class InsertOutcome:
     new: list[tuple[uuid.UUID, BatchRow]] = field(default_factory=list)  # rows stored by this call
     resumed: list[uuid.UUID] = field(default_factory=list)  # stored earlier, still waiting on the first tier
-    duplicates: list[str] = field(default_factory=list)  # error messages for repeated row ids
+    duplicates: list[tuple[int, str]] = field(default_factory=list)  # (position, message) of rows whose id repeats
 
 
 def create_or_resume(session: Session, *, name: str, source: str, id_field: str) -> tuple[Batch, bool]:
@@ -48,6 +48,8 @@ def create_or_resume(session: Session, *, name: str, source: str, id_field: str)
     if batch is not None:
         if batch.status in (BatchStatus.CANCELLING.value, BatchStatus.CANCELLED.value):
             raise BatchError(f"batch {name!r} was cancelled; submit under another --name")
+        if batch.status == BatchStatus.FAILED.value and not batch.rows_read:
+            batch.id_field = id_field  # refused before any row was stored: the fix may name another column
         if batch.id_field != id_field:
             raise BatchError(f"batch {name!r} was submitted with --id-field {batch.id_field!r}, not {id_field!r}")
         if batch.status == BatchStatus.FAILED.value:
@@ -80,8 +82,11 @@ def get_batch(session: Session, name_or_id: str) -> Batch:
     return batch
 
 
-def insert_rows(session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow], *, first_tier: str) -> InsertOutcome:
-    """Store rows as jobs, skipping row ids already stored (a resumed run) and reporting repeats."""
+def insert_rows(
+    session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow], *, first_tier: str, label: str = "line"
+) -> InsertOutcome:
+    """Store rows as jobs, skipping row ids already stored (a resumed run) and reporting repeats.
+    `label` names what a position counts in messages ("line" or "row")."""
     outcome = InsertOutcome()
     if not rows:
         return outcome
@@ -90,7 +95,7 @@ def insert_rows(session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow],
     unique_rows: list[BatchRow] = []
     for row in rows:
         if row.row_id in first_seen:
-            outcome.duplicates.append(_duplicate(row, first_seen[row.row_id].index))
+            outcome.duplicates.append(_duplicate(row, first_seen[row.row_id].index, label))
         else:
             first_seen[row.row_id] = row
             unique_rows.append(row)
@@ -106,7 +111,7 @@ def insert_rows(session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow],
             "gold": row.gold,
             "status": JobStatus.QUEUED.value if row.error is None else JobStatus.FAILED.value,
             "pending_tier": first_tier if row.error is None else None,
-            "error": None if row.error is None else f"row {row.index}: {row.error}",
+            "error": row.error,  # the reason alone: its position is row_index, so equal reasons group
             "created_at": now,
             "finished_at": None if row.error is None else now,
             **ZERO_TOTALS,
@@ -134,14 +139,14 @@ def insert_rows(session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow],
         for row in conflicted:
             stored = by_id[row.row_id]
             if stored.row_index != row.index:
-                outcome.duplicates.append(_duplicate(row, stored.row_index))
+                outcome.duplicates.append(_duplicate(row, stored.row_index, label))
             elif stored.status == JobStatus.QUEUED.value and stored.pending_tier == first_tier:
                 outcome.resumed.append(stored.id)
     return outcome
 
 
-def _duplicate(row: BatchRow, first_index: int) -> str:
-    return f"row {row.index}: duplicate id {row.row_id!r} (first at row {first_index}); row rejected"
+def _duplicate(row: BatchRow, first_index: int, label: str) -> tuple[int, str]:
+    return row.index, f"{label} {row.index}: duplicate id {row.row_id!r} (first at {label} {first_index}); row rejected"
 
 
 def analyze(session: Session) -> None:
@@ -153,7 +158,9 @@ def analyze(session: Session) -> None:
 
 
 def note_progress(session: Session, batch: Batch, *, rows_read: int, duplicates: list[str]) -> None:
-    batch.rows_read = rows_read
+    """Record how far the file has been read and the rows rejected for the first time (a resumed run
+    passes only rows beyond where the last run stopped, so nothing is counted twice)."""
+    batch.rows_read = max(rows_read, batch.rows_read or 0)
     if duplicates:
         batch.rows_rejected = (batch.rows_rejected or 0) + len(duplicates)
         room = MAX_STORED_ERRORS - len(batch.errors or [])

@@ -41,7 +41,9 @@ def test_a_batch_with_malformed_rows_completes_and_exports_every_row_id_once(nul
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["rows_read"] == 44 and summary["counts"]["rejected"] == 1
-    assert any("duplicate id 'r3'" in e for e in summary["errors"])
+    assert summary["errors"] == ["line 21: duplicate id 'r3' (first at line 4); row rejected"]  # 1-based file lines
+    grouped = {e["error"]: (e["rows"], e["first"]) for e in summary["row_errors"]}
+    assert grouped["duplicate id (row rejected)"] == (1, "line 21") and grouped["empty question: give the question text"] == (1, "line 10")
     final = wait_status(env, name, "completed")
     assert final["counts"] == {"total": 43, "completed": 40, "failed": 3, "cancelled": 0, "queued": 0, "rejected": 1}
     out = tmp_path / "out.jsonl"
@@ -50,15 +52,30 @@ def test_a_batch_with_malformed_rows_completes_and_exports_every_row_id_once(nul
     records = [json.loads(line) for line in out.read_text().splitlines()]
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids)) == 43
-    assert set(ids) == {r["id"] for r in good} | {"#5", "noq", "#12"}
+    assert set(ids) == {r["id"] for r in good} | {"#6", "noq", "#13"}
     by_id = {r["id"]: r for r in records}
-    assert by_id["#5"]["status"] == "failed" and "bad JSON" in by_id["#5"]["error"]
-    assert "not UTF-8" in by_id["#12"]["error"] and "empty question" in by_id["noq"]["error"]
+    assert by_id["#6"]["status"] == "failed" and by_id["#6"]["error"].startswith("bad JSON")
+    assert by_id["#13"]["error"].startswith("not UTF-8") and by_id["noq"]["error"] == "empty question: give the question text"
     answered = by_id["r7"]
     assert answered["status"] == "done" and answered["path"][0]["tier"] == "null-small"
     assert answered["correct"] == (answered["answer"] == "D") and answered["flops"] > 0
     listed = json.loads(run_cli(["batch", "list", "--json"], env).stdout)
     assert name in [b["name"] for b in listed]
+    for _ in range(2):  # submitting the same batch again counts and stores nothing twice
+        again = json.loads(run_cli(["batch", "submit", str(path), "--name", name, "--json"], env).stdout)
+        assert again["counts"]["rejected"] == 1 and len(again["errors"]) == 1 and again["row_errors"] == []
+        assert again["rows_new"] == 0 and again["counts"]["total"] == 43
+
+
+def test_a_csv_without_its_id_column_is_refused_up_front(null_cluster, tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text("qid,question,A,B\n" + "".join(f"q{i},Question {i}?,yes,no\n" for i in range(5)))
+    name = f"noid-{uuid.uuid4().hex[:6]}"
+    refused = run_cli(["batch", "submit", str(path), "--name", name], null_cluster.env)
+    assert refused.returncode == 2 and "has no id column 'id'" in refused.stderr and "--id-field" in refused.stderr
+    assert json.loads(run_cli(["batch", "status", name, "--json"], null_cluster.env).stdout)["status"] == "failed"
+    fixed = run_cli(["batch", "submit", str(path), "--name", name, "--id-field", "qid", "--json"], null_cluster.env)
+    assert fixed.returncode == 0 and json.loads(fixed.stdout)["rows_new"] == 5
 
 
 def test_a_killed_submit_resumes_without_duplicating_rows(redis_url, database_url, tmp_path):

@@ -2,6 +2,7 @@
 `storage.py` and `router.py`: the installed names live under `cascade`, so nothing collides."""
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -31,9 +32,16 @@ print(json.dumps({"job_id": job_id, "client": client_module.__file__}))
 
 @pytest.mark.slow
 def test_an_application_with_its_own_storage_and_router_modules_submits_through_the_wheel(tmp_path, redis_url, database_url):
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md", "router", "storage", "workers", "migrations"):
+        if (ROOT / part).is_dir():
+            shutil.copytree(ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / part, source / part)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)],
         check=True, capture_output=True, text=True,
     )
     (wheel,) = wheels.glob("cascade-*.whl")

@@ -82,3 +82,48 @@ def test_calibrate_write_never_changes_a_builtin_config_chosen_by_name():
     result = cli("--config", "tiny", "calibrate", "--tier", "small", "--data", "questions.jsonl", "--target-pd", "-1", "--write")
     assert result.returncode == 2
     assert "built-in config inside the installed package" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_database_that_is_down_or_empty_is_one_line_with_the_fix(tmp_path):
+    down = cli("--config", "tiny", "status", "x", CASCADE_DATABASE_URL="postgresql://user:secret@127.0.0.1:9/cascade")
+    assert down.returncode == 5 and down.stderr.startswith("error: database unreachable") and "CASCADE_DATABASE_URL" in down.stderr
+    assert "secret" not in down.stderr and len(down.stderr.splitlines()) == 1
+    empty = cli("--config", "tiny", "status", "x", CASCADE_DATABASE_URL=f"sqlite:///{tmp_path}/empty.sqlite")
+    assert empty.returncode == 2 and "run `cascade db upgrade` first" in empty.stderr and len(empty.stderr.splitlines()) == 1
+
+
+def test_a_broker_that_is_down_keeps_the_job_and_says_so_in_one_line(tmp_path):
+    database = f"sqlite:///{tmp_path}/c.sqlite"
+    assert cli("--config", "tiny", "db", "upgrade", CASCADE_DATABASE_URL=database).returncode == 0
+    down = cli("--config", "tiny", "submit", "Still there?", "-c", "yes", "-c", "no", "--external-id", "kept",
+               CASCADE_DATABASE_URL=database, CASCADE_BROKER_URL="redis://:secret@127.0.0.1:9/0")
+    assert down.returncode == 5 and "broker unreachable at redis://***@127.0.0.1:9/0" in down.stderr
+    assert "1 job(s) are stored as queued" in down.stderr and "secret" not in down.stderr and "Traceback" not in down.stderr
+    stored = cli("--config", "tiny", "status", "kept", "--json", CASCADE_DATABASE_URL=database)
+    assert stored.returncode == 0 and json.loads(stored.stdout)["status"] == "queued"
+
+
+def test_missing_files_and_malformed_logs_are_one_line(tmp_path):
+    database = f"sqlite:///{tmp_path}/c.sqlite"
+    missing = cli("--config", "tiny", "batch", "submit", str(tmp_path / "nope.jsonl"), "--name", "n",
+                  CASCADE_DATABASE_URL=database, CASCADE_BROKER_URL="memory://")
+    assert missing.returncode == 2 and "nope.jsonl" in missing.stderr and "Traceback" not in missing.stderr
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"id": 1, "answer": "A"}\n')
+    replayed = cli("replay", str(log), "--chain", "a,b", "--tau-t", "0.9", "--params", "a=1,b=8")
+    assert replayed.returncode == 2 and "line 1 has no 'models' object" in replayed.stderr
+    assert cli("replay", str(log), "--chain", "a,b", "--tau-t", "1.5").returncode == 2
+    for args in (["--eval-split", "test", "--tau-t", "0.9"], ["--tau-t", "0.9", "--target-pd", "-1"]):
+        refused = cli("replay", str(log), "--chain", "a,b", *args)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
+def test_audit_filters_that_can_match_nothing_are_refused(tmp_path):
+    database = f"sqlite:///{tmp_path}/c.sqlite"
+    assert cli("--config", "tiny", "db", "upgrade", CASCADE_DATABASE_URL=database).returncode == 0
+    unknown = cli("--config", "tiny", "audit", "jobs", "--tier", "huge", CASCADE_DATABASE_URL=database)
+    assert unknown.returncode == 2 and "unknown tier 'huge': configured tiers are small, large" in unknown.stderr
+    for bad in ("0.9:0.8", "0.5:1.5", "a:b"):
+        refused = cli("--config", "tiny", "audit", "jobs", "--p-t", bad, CASCADE_DATABASE_URL=database)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, bad
+    assert cli("--config", "tiny", "audit", "jobs", "--p-t", "0.5:0.9", CASCADE_DATABASE_URL=database).returncode == 0

@@ -41,7 +41,10 @@ def test_unknown_tier_names_the_configured_ones():
         ({**SMALL, "device": "gpu"}, r"device: expected auto, cpu, cuda"),
         ({**SMALL, "dtype": "int3"}, r"dtype: expected one of"),
         ({**SMALL, "params": "lots"}, r"cannot read 'lots' as a parameter count"),
-        ({**SMALL, "price_in_usd_per_1m": -1}, r"price_in_usd_per_1m: expected a price >= 0"),
+        ({**SMALL, "price_in_usd_per_1m": -1}, r"price_in_usd_per_1m: expected a finite price >= 0"),
+        ({**SMALL, "price_in_usd_per_1m": float("nan")}, r"price_in_usd_per_1m: expected a finite price >= 0"),
+        ({**SMALL, "params": float("inf")}, r"params: a parameter count must be a positive finite number"),
+        ({**SMALL, "timeout_s": float("nan")}, r"timeout_s: expected a finite number of seconds > 0"),
     ],
 )
 def test_invalid_tier_fields_are_named_with_the_fix(entry, message):
@@ -88,3 +91,25 @@ def test_compile_is_an_opt_in_boolean():
     assert parse_config(tiers(SMALL, LARGE)).first.compile is False
     with pytest.raises(ConfigError, match="compile: expected true or false"):
         parse_config(tiers({**SMALL, "compile": "yes"}, LARGE))
+
+
+def test_a_config_that_is_a_folder_or_not_utf8_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder: pass the config file itself"):
+        load_config(tmp_path)
+    binary = tmp_path / "cascade.toml"
+    binary.write_bytes(b'[[tiers]]\nname = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(binary)
+
+
+def test_bad_timing_settings_in_the_environment_are_refused(monkeypatch):
+    from cascade.workers.runtime.settings import resolve
+
+    for variable, value in (("CASCADE_VISIBILITY_TIMEOUT_S", "-5"), ("CASCADE_VISIBILITY_TIMEOUT_S", "soon"),
+                            ("CASCADE_SWEEP_INTERVAL_S", "nan"), ("CASCADE_REDRIVE_AFTER_S", "-1")):
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(ConfigError, match=variable):
+            resolve("tiny")
+        monkeypatch.delenv(variable)
+    settings = resolve("tiny")
+    assert settings.visibility_timeout_s == 300 and settings.redrive_after_s == 300

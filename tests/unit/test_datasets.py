@@ -22,7 +22,8 @@ def test_malformed_jsonl_rows_fail_alone_with_their_reason(tmp_path):
              json.dumps({"question": "no id", "choices": ["a", "b"]}).encode(), b"[1, 2]", json.dumps(GOOD[1]).encode()]
     path.write_bytes(b"\n".join(lines) + b"\n")
     rows = list(read_rows(path))
-    assert [r.row_id for r in rows] == ["q1", "#1", "nq", "wt", "#4", "#5", "#6", "2"]
+    assert [r.row_id for r in rows] == ["q1", "#2", "nq", "wt", "#5", "#6", "#7", "2"]  # "#N": line N
+    assert [r.index for r in rows] == list(range(1, 9))
     errors = [r.error for r in rows]
     assert errors[0] is None and errors[-1] is None
     assert errors[1].startswith("bad JSON")
@@ -76,3 +77,39 @@ def test_unreadable_inputs_are_refused_as_a_whole(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(DatasetError, match="cannot tell the format"):
         list(read_rows(tmp_path / "x.txt"))
+
+
+def test_rows_that_no_database_could_store_fail_alone(tmp_path):
+    path = tmp_path / "hostile.jsonl"
+    deep = "[" * 100_000 + "]" * 100_000
+    lines = [
+        json.dumps({"id": "nul", "question": "What\x00now?", "choices": ["a", "b"]}),
+        '{"id": "surrogate", "question": "Lone \\ud800 half?", "choices": ["a", "b"]}',
+        '{"id": "deep", "question": "Deep?", "choices": ' + deep + "}",
+        '{"id": "deep-text", "question": "Deep?", "choices": "' + deep + '"}',
+        json.dumps({"id": "id\x00nul", "question": "Fine?", "choices": ["a", "b"]}),
+        json.dumps({"id": "huge", "question": "x" * 100_001, "choices": ["a", "b"]}),
+        json.dumps(GOOD[0]),
+    ]
+    path.write_text("\n\n".join(lines) + "\n")  # blank lines between: positions stay file lines
+    rows = list(read_rows(path))
+    assert [r.index for r in rows] == [1, 3, 5, 7, 9, 11, 13]
+    errors = [r.error for r in rows]
+    assert errors[0] == "question contains a NUL character"
+    assert errors[1] == "question is not valid Unicode (it holds a lone surrogate)"
+    assert errors[2] == "bad JSON (nested too deeply)"
+    assert errors[3] == "field 'choices' is text but not a JSON list"
+    assert errors[4] == "id field 'id' contains a NUL character" and rows[4].row_id == "#9"
+    assert errors[5] == "question is longer than 100,000 characters"
+    assert errors[6] is None
+
+
+def test_a_csv_without_the_id_or_question_column_is_refused_whole(tmp_path):
+    from cascade.workers.batch.datasets import Fields, check_columns
+
+    path = tmp_path / "q.csv"
+    path.write_text("qid,question,A,B\nq1,Why?,yes,no\n")
+    with pytest.raises(DatasetError, match=r"has no id column 'id' \(its columns: 'qid', 'question', 'A', 'B'\): name it with --id-field"):
+        check_columns(path, Fields())
+    check_columns(path, Fields(id="qid"))
+    assert [(r.index, r.row_id) for r in read_rows(path, fields=Fields(id="qid"))] == [(2, "q1")]  # line 2: after the header

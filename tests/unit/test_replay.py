@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from cascade.router.replay import fit_thresholds, frontier, load_log, replay, search
+from cascade.router.operating_point import frontier
+from cascade.router.replay import fit_thresholds, load_log, replay, search
 from tests.conftest import shared_file
 
 
@@ -71,3 +72,8 @@ def test_the_real_llama_log_reproduces_the_reference_figures():
     large = replay(data, ["llama3.1-70b", "llama3.1-405b"], 0.95, params).as_dict()
     assert (large["accuracy"], large["pd_pp"]) == (84.72, -0.46)
     assert large["reduced_cc"] == pytest.approx(48.3, abs=0.05)
+
+
+def test_a_chain_written_largest_first_is_refused(log):
+    with pytest.raises(ValueError, match="a chain goes smallest first: l .* comes before s"):
+        replay(load_log(log), ["l", "s"], 0.9, PARAMS)

@@ -80,13 +80,30 @@ def test_failures_end_the_job_with_the_reason(db):
         assert (b.status, b.error) == ("failed", "small: model crashed")
 
 
-def test_stranded_jobs_are_found_by_the_tier_they_wait_on(db):
+def test_stranded_jobs_are_found_by_the_tier_they_wait_on_in_pages(db):
     with session_scope(db) as s:
-        [(job_id, _)] = add_jobs(s, [NewJob("q", ["a", "b"])], first_tier="small")
+        ids = sorted(job_id for job_id, _ in add_jobs(s, [NewJob(f"q{i}", ["a", "b"]) for i in range(5)], first_tier="small"))
     with session_scope(db) as s:
-        assert stranded_jobs(s, older_than_s=3600, tiers=["small"]) == {}
-        assert stranded_jobs(s, older_than_s=-1, tiers=["small"]) == {"small": [job_id]}
-        assert stranded_jobs(s, older_than_s=-1, tiers=["other-cascade"]) == {}
+        assert stranded_jobs(s, older_than_s=3600, tier="small") == []
+        assert stranded_jobs(s, older_than_s=-1, tier="other-cascade") == []
+        first = stranded_jobs(s, older_than_s=-1, tier="small", limit=3)
+        rest = stranded_jobs(s, older_than_s=-1, tier="small", after=first[-1], limit=3)
+    assert first + rest == ids and len(rest) == 2
+
+
+def test_an_external_id_names_one_question_and_unstarted_jobs_can_be_sent_again(db):
+    from cascade.storage.repository import ExternalIdConflict, unstarted
+
+    with session_scope(db) as s:
+        [(job_id, _)] = add_jobs(s, [NewJob("q", ["a", "b"], external_id="e1")], first_tier="small")
+    with pytest.raises(ExternalIdConflict, match="external id 'e1' already names another question"):
+        with session_scope(db) as s:
+            add_jobs(s, [NewJob("another q", ["a", "b"], external_id="e1")], first_tier="small")
+    with session_scope(db) as s:
+        assert unstarted(s, [job_id], tier="small") == [job_id]  # submitted, maybe never sent
+        record_attempts(s, [attempt(job_id)], next_tier="large")
+    with session_scope(db) as s:
+        assert unstarted(s, [job_id], tier="small") == []
 
 
 def test_unknown_job_is_none(db):

@@ -1,7 +1,9 @@
 """Streaming readers for offline datasets (JSONL, CSV, Parquet): one row at a time, flat memory.
 
 Each row comes out as a `DatasetRow`: its position, its id, and either a validated question or
-the reason it cannot be asked. A malformed row never stops the stream.
+the reason it cannot be asked. A malformed row never stops the stream. Positions are what a person
+finds in the file: the 1-based line of a JSONL or CSV file (a CSV header is line 1), the 1-based
+row of a Parquet file.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.router.errors import InvalidQuestion
-from cascade.router.prompts import LETTERS, make_question, normalise_gold
+from cascade.router.prompts import LETTERS, make_question, normalise_gold, storable_text
 from cascade.storage.batches import BatchRow
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -23,7 +25,7 @@ PARQUET_BATCH_ROWS = 4096
 
 
 class DatasetError(Exception):
-    """The file as a whole cannot be read (missing, unknown format)."""
+    """The file as a whole cannot be read (missing, unknown format, no id or question column)."""
 
 
 @dataclass
@@ -69,6 +71,11 @@ def estimate_rows(path: str | Path, fmt: str | None = None) -> int | None:
     return max(0, lines - 1) if kind == "csv" else lines
 
 
+def position_label(path: str | Path, fmt: str | None = None) -> str:
+    """What a row's position counts in this file: "line" (JSONL, CSV) or "row" (Parquet)."""
+    return "row" if detect_format(Path(path), fmt) == "parquet" else "line"
+
+
 def read_rows(path: str | Path, *, fields: Fields | None = None, fmt: str | None = None) -> Iterator[DatasetRow]:
     """Yield every row of the file in order, valid or not."""
     path = Path(path)
@@ -76,32 +83,56 @@ def read_rows(path: str | Path, *, fields: Fields | None = None, fmt: str | None
         raise DatasetError(f"input file {path} not found")
     fields = fields or Fields()
     raw_rows = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[detect_format(path, fmt)](path)
-    for index, raw in enumerate(raw_rows):
-        yield to_row(index, raw, fields)
+    for position, raw in raw_rows:
+        yield to_row(position, raw, fields)
 
 
-def to_row(index: int, raw: dict[str, Any] | str, fields: Fields) -> DatasetRow:
+def check_columns(path: str | Path, fields: Fields, fmt: str | None = None) -> None:
+    """Refuse a CSV or Parquet file whose header has no id or question column (every row would fail)."""
+    path = Path(path)
+    kind = detect_format(path, fmt)
+    if kind == "csv":
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            columns = next(csv.reader(fh), [])
+    elif kind == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            columns = pq.ParquetFile(path).schema_arrow.names
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
+            raise DatasetError(f"{path.name} is not a readable Parquet file ({exc})") from None
+    else:
+        return
+    for what, column, option in (("id", fields.id, "--id-field"), ("question", fields.question, "--question-field")):
+        if column not in columns:
+            shown = ", ".join(repr(c) for c in columns[:12]) or "none"
+            raise DatasetError(f"{path.name} has no {what} column {column!r} (its columns: {shown}): name it with {option}")
+
+
+def to_row(position: int, raw: dict[str, Any] | str, fields: Fields) -> DatasetRow:
     """Validate one raw row; a string `raw` is the reason it could not even be parsed."""
-    fallback_id = f"#{index}"
+    fallback_id = f"#{position}"
     if isinstance(raw, str):
-        return DatasetRow(index=index, row_id=fallback_id, error=raw)
+        return DatasetRow(index=position, row_id=fallback_id, error=raw)
     row_id = raw.get(fields.id)
     if row_id is None or row_id == "":
-        return DatasetRow(index=index, row_id=fallback_id, error=f"missing id field {fields.id!r}")
+        return DatasetRow(index=position, row_id=fallback_id, error=f"missing id field {fields.id!r}")
     if isinstance(row_id, (dict, list, bool)) or (isinstance(row_id, float) and not row_id.is_integer()):
-        return DatasetRow(index=index, row_id=fallback_id, error=f"id field {fields.id!r} must be text or an integer")
+        return DatasetRow(index=position, row_id=fallback_id, error=f"id field {fields.id!r} must be text or an integer")
     row_id = str(int(row_id)) if isinstance(row_id, float) else str(row_id)
-    if len(row_id) > 255:
-        return DatasetRow(index=index, row_id=fallback_id, error="id longer than 255 characters")
+    try:
+        storable_text(row_id, f"id field {fields.id!r}", limit=255)
+    except InvalidQuestion as exc:
+        return DatasetRow(index=position, row_id=fallback_id, error=str(exc))
     text = raw.get(fields.question)
     if text is not None and not isinstance(text, str):
-        return DatasetRow(index=index, row_id=row_id, error=f"field {fields.question!r} must be text, got {type(text).__name__}")
+        return DatasetRow(index=position, row_id=row_id, error=f"field {fields.question!r} must be text, got {type(text).__name__}")
     try:
         question = make_question(text, _choices(raw, fields))
         gold = normalise_gold(raw.get(fields.answer, raw.get("gold")), question)
     except InvalidQuestion as exc:
-        return DatasetRow(index=index, row_id=row_id, error=str(exc))
-    return DatasetRow(index=index, row_id=row_id, question=question.text, choices=list(question.choices), gold=gold)
+        return DatasetRow(index=position, row_id=row_id, error=str(exc))
+    return DatasetRow(index=position, row_id=row_id, question=question.text, choices=list(question.choices), gold=gold)
 
 
 def _choices(raw: dict[str, Any], fields: Fields) -> Any:
@@ -109,7 +140,7 @@ def _choices(raw: dict[str, Any], fields: Fields) -> Any:
     if isinstance(choices, str):
         try:
             choices = json.loads(choices)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise InvalidQuestion(f"field {fields.choices!r} is text but not a JSON list") from None
     if choices is None:  # one column per option: A, B, C, ...
         columns = [raw[letter] for letter in LETTERS if raw.get(letter) not in (None, "")]
@@ -119,38 +150,54 @@ def _choices(raw: dict[str, Any], fields: Fields) -> Any:
     return choices
 
 
-def _jsonl(path: Path) -> Iterator[dict[str, Any] | str]:
+Raw = dict[str, Any] | str  # a parsed row, or the reason it could not be parsed
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, Raw]]:
     with open(path, "rb") as fh:
-        for line in fh:
+        for line_number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield f"not UTF-8 ({exc.reason} at byte {exc.start})"
-                continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield f"bad JSON ({exc.msg} at column {exc.colno})"
-                continue
-            yield value if isinstance(value, dict) else f"expected a JSON object, got {type(value).__name__}"
+            yield line_number, _json_object(line)
 
 
-def _csv(path: Path) -> Iterator[dict[str, Any] | str]:
+def _json_object(line: bytes) -> Raw:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"bad JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        return "bad JSON (nested too deeply)"
+    return value if isinstance(value, dict) else f"expected a JSON object, got {type(value).__name__}"
+
+
+def _csv(path: Path) -> Iterator[tuple[int, Raw]]:
     # surrogateescape keeps undecodable bytes so one bad row can be reported instead of aborting the file.
     with open(path, "rb") as binary:
         text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
         reader = csv.DictReader(text)
-        for record in reader:
+        while True:
+            line_number = reader.line_num + 1  # where the next record starts (the header is line 1)
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield line_number, f"bad CSV ({exc})"
+                continue
+            line_number = max(line_number, 2)
             values = list(record.values())
             if any(isinstance(v, str) and _has_surrogates(v) for v in values):
-                yield "not UTF-8"
+                yield line_number, "not UTF-8"
                 continue
             if None in record:
-                yield f"more fields than the header's {len(reader.fieldnames or [])}"
+                yield line_number, f"more fields than the header's {len(reader.fieldnames or [])}"
                 continue
-            yield {k: v for k, v in record.items() if k is not None}
+            yield line_number, {k: v for k, v in record.items() if k is not None}
 
 
 def _has_surrogates(value: str) -> bool:
@@ -161,7 +208,7 @@ def _has_surrogates(value: str) -> bool:
     return False
 
 
-def _parquet(path: Path) -> Iterator[dict[str, Any] | str]:
+def _parquet(path: Path) -> Iterator[tuple[int, Raw]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -170,5 +217,8 @@ def _parquet(path: Path) -> Iterator[dict[str, Any] | str]:
         source = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
         raise DatasetError(f"{path.name} is not a readable Parquet file ({exc})") from None
+    position = 0
     for batch in source.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-        yield from batch.to_pylist()
+        for record in batch.to_pylist():
+            position += 1
+            yield position, record

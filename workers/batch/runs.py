@@ -14,21 +14,17 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from cascade.router.prompts import prompt_size
 from cascade.storage import batches as store
 from cascade.storage.engine import session_scope
 from cascade.storage.models import BatchStatus, utcnow
-from cascade.workers.batch.datasets import DatasetRow, Fields, read_rows
+from cascade.workers.batch.datasets import DatasetRow, Fields, check_columns, position_label, read_rows
 from cascade.workers.client import Cascade
 from cascade.workers.runtime.dispatch import send_jobs
 
 WINDOW_ROWS = 4096  # rows read, stored and length-sorted together
 DEFAULT_CHUNK = 256  # job ids per message
 ANALYZE_EVERY_ROWS = 500_000  # refresh planner statistics as a large load grows
-
-
-def prompt_size(row: DatasetRow) -> int:
-    """A tokenizer-free length estimate, good enough to sort by."""
-    return len(row.question) + sum(len(c) for c in row.choices or ())
 
 
 def windows(rows: Iterable[DatasetRow], size: int) -> Iterator[list[DatasetRow]]:
@@ -55,26 +51,40 @@ def submit_file(
     reference run that audits compare the cascade against.
     """
     fields = fields or Fields()
+    if chunk_size < 1:
+        raise ValueError(f"chunk size must be at least 1 job id per message, got {chunk_size}")
     config = client.settings.config
     first = config.tier(start_tier) if start_tier else config.first
     url = client.database_url
     rows = read_rows(path, fields=fields, fmt=fmt)  # raises DatasetError before any batch is made
+    label = position_label(path, fmt)
     with session_scope(url) as session:
         batch, resumed = store.create_or_resume(session, name=name, source=str(path), id_field=fields.id)
-        batch_id = batch.id
+        batch_id, read_before = batch.id, batch.rows_read or 0
     read = sent_jobs = new_rows = resumed_rows = 0
+    row_errors: dict[str, dict[str, Any]] = {}  # reason -> {"rows": n, "first": position}, this run's new ones
     started = time.monotonic()
     try:
+        check_columns(path, fields, fmt)
         for window in windows(rows, window_rows):
+            # Rows an earlier run of this batch already read were counted then: count only the rest.
+            unseen = {row.index for i, row in enumerate(window) if read + i >= read_before}
             with session_scope(url) as session:
-                outcome = store.insert_rows(session, batch_id, window, first_tier=first.name)
+                outcome = store.insert_rows(session, batch_id, window, first_tier=first.name, label=label)
                 read += len(window)
-                store.note_progress(session, session.get(store.Batch, batch_id), rows_read=read, duplicates=outcome.duplicates)
+                duplicates = [(position, message) for position, message in outcome.duplicates if position in unseen]
+                store.note_progress(
+                    session, session.get(store.Batch, batch_id), rows_read=read, duplicates=[m for _, m in duplicates]
+                )
+            failed = [(row.index, row.error) for row in window if row.error is not None and row.index in unseen]
+            for position, reason in failed + [(position, "duplicate id (row rejected)") for position, _ in duplicates]:
+                tally = row_errors.setdefault(reason, {"error": reason, "rows": 0, "first": f"{label} {position}"})
+                tally["rows"] += 1
             if read == len(window) or read % ANALYZE_EVERY_ROWS < len(window):
                 with session_scope(url) as session:
                     store.analyze(session)
             # Committed first, then sent: a crash in between leaves queued rows that a re-run resends.
-            ordered = sorted(outcome.new, key=lambda pair: prompt_size(pair[1]))
+            ordered = sorted(outcome.new, key=lambda pair: prompt_size(pair[1].question, pair[1].choices))
             ids = [job_id for job_id, _ in ordered] + outcome.resumed
             if ids:
                 send_jobs(client.app, first, ids, chunk_size=chunk_size)
@@ -99,6 +109,7 @@ def submit_file(
         with session_scope(url) as session:
             store.analyze(session)
     summary.update(
+        row_errors=sorted(row_errors.values(), key=lambda e: -e["rows"]),
         resumed=resumed,
         rows_new=new_rows,
         rows_resent=resumed_rows,

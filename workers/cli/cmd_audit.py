@@ -41,6 +41,8 @@ def _context(ctx: Context, batch, since, until, tier):
 
     settings = settings_of(ctx)
     try:
+        if tier is not None:
+            settings.config.tier(tier)  # an unknown tier would match nothing: say so instead
         url = settings.require_database()
         return settings, url, make_filter(url, batch=batch, since=_when(since), until=_when(until), tier=tier)
     except (RouterError, BatchError) as exc:
@@ -79,11 +81,14 @@ def audit_summary(ctx, batch, since, until, tier, reference_batch, as_json):
 def _range(value: str | None) -> tuple[float | None, float | None]:
     if not value:
         return (None, None)
-    low, _, high = value.partition(":")
+    low_text, _, high_text = value.partition(":")
     try:
-        return (float(low) if low else None, float(high) if high else None)
+        low, high = (float(low_text) if low_text else None, float(high_text) if high_text else None)
     except ValueError:
         fail(f"cannot read {value!r} as a range: use LOW:HIGH, e.g. 0.5:0.9 or :0.3")
+    if any(v is not None and not 0.0 <= v <= 1.0 for v in (low, high)) or (low is not None and high is not None and low > high):
+        fail(f"{value!r} is not a range of probabilities: use LOW:HIGH with 0 <= LOW <= HIGH <= 1, e.g. 0.5:0.9")
+    return low, high
 
 
 @audit.command("jobs")

@@ -34,7 +34,7 @@ def _client(ctx: Context):
 @click.option("--choices-field", default="choices", show_default=True, help="A list, or a JSON list as text; else columns A, B, C, ...")
 @click.option("--answer-field", default="answer", show_default=True, help="Optional gold answer (letter, index or option text).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), help="Default: from the file name.")
-@click.option("--chunk-size", type=int, default=256, show_default=True, help="Job ids per queue message.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True, help="Job ids per queue message.")
 @click.option("--start-tier", help="Send the rows straight to this tier (the largest: a reference run for audits).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the batch summary as JSON.")
@@ -75,8 +75,9 @@ def batch_submit(ctx, file, name, id_field, question_field, choices_field, answe
         f"batch {summary['name']} {verb}: {summary['rows_read']} rows read, {summary['rows_new']} new jobs, "
         f"{counts['failed']} failed rows, {counts['rejected']} rejected; status {summary['status']}"
     )
-    for error in summary["errors"]:
-        click.echo(f"  {error}", err=True)
+    for error in summary["row_errors"]:
+        rows = "row" if error["rows"] == 1 else "rows"
+        click.echo(f"  {error['rows']:>6} {rows}: {error['error']} (first at {error['first']})", err=True)
 
 
 @batch.command("status")

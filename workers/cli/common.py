@@ -9,11 +9,13 @@ from typing import Any, NoReturn
 import click
 
 from cascade.router.errors import RouterError
-from cascade.workers.runtime.settings import Settings, resolve
+from cascade.router.redact import redact
+from cascade.workers.runtime.settings import ENV_BROKER, ENV_DATABASE, Settings, resolve
 
 EXIT_USAGE = 2  # bad configuration or arguments
 EXIT_FAILED = 3  # the work ran and failed (job failed, model did not load)
 EXIT_TIMEOUT = 4
+EXIT_UNAVAILABLE = 5  # the database or the broker cannot be reached
 
 
 class Context:
@@ -44,6 +46,35 @@ def settings_of(ctx: Context) -> Settings:
         return ctx.settings
     except RouterError as exc:
         fail(str(exc))
+
+
+def describe_failure(exc: BaseException) -> tuple[str, int] | None:
+    """One line naming the problem and the fix, and the exit code, for failures any command can meet
+    (a service down, a file that cannot be read); None for anything else (a bug: let it show)."""
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import DBAPIError
+
+    from cascade.storage.batches import BatchError
+    from cascade.storage.engine import is_unmigrated, is_unreachable
+    from cascade.storage.repository import ExternalIdConflict
+    from cascade.workers.batch.datasets import DatasetError
+    from cascade.workers.runtime.dispatch import BrokerUnavailable
+
+    if isinstance(exc, DBAPIError) and is_unmigrated(exc):
+        return "the database has no cascade tables yet: run `cascade db upgrade` first", EXIT_USAGE
+    if isinstance(exc, DBAPIError) and is_unreachable(exc):
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        return f"database unreachable ({redact(reason)}): start it, or fix --database-url / {ENV_DATABASE}", EXIT_UNAVAILABLE
+    if isinstance(exc, BrokerUnavailable):
+        return f"{exc}: start it, or fix --broker-url / {ENV_BROKER}", EXIT_UNAVAILABLE
+    if isinstance(exc, (BrokerError, RedisConnectionError)):
+        return f"broker unreachable ({redact(str(exc))}): start it, or fix --broker-url / {ENV_BROKER}", EXIT_UNAVAILABLE
+    if isinstance(exc, (RouterError, BatchError, DatasetError, ExternalIdConflict)):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}", EXIT_USAGE
+    return None
 
 
 def emit_json(data: Any) -> None:

@@ -19,11 +19,25 @@ from cascade.workers.cli import (
     cmd_replay,
     cmd_worker,
 )
-from cascade.workers.cli.common import Context
+from cascade.workers.cli.common import Context, describe_failure, fail
 from cascade.workers.runtime.settings import ENV_BROKER, ENV_CONFIG, ENV_DATABASE
 
 
+class CascadeGroup(click.Group):
+    """Turns the failures any command can meet into one line and a documented exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            described = describe_failure(exc)
+            if described is None:
+                raise
+            fail(*described)
+
+
 @click.group(
+    cls=CascadeGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="""\b
 Examples:
