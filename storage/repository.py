@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from cascade.router.policy import Decision
+from cascade.router.redact import redact
 from cascade.storage.bulk import insert_new, is_postgres, key_in
 from cascade.storage.models import Attempt, Job, JobStatus, utcnow
 
@@ -175,7 +176,7 @@ def record_attempts(
     if not records:
         return set()
     now = utcnow()
-    rows = [{**vars(r), "created_at": now} for r in records]
+    rows = [{**vars(r), "error": None if r.error is None else redact(r.error), "created_at": now} for r in records]
     inserted = {row[0] for row in insert_new(session, "attempts", rows, conflict=("job_id", "tier"), returning=("job_id",))}
     by_decision: dict[str, list[AttemptRecord]] = {}
     for record in records:
@@ -203,7 +204,7 @@ def record_attempts(
     if failed:
         _update_queued_jobs(
             session,
-            [{"job_id": r.job_id, "error": f"{r.tier}: {r.error}"} for r in failed],
+            [{"job_id": r.job_id, "error": redact(f"{r.tier}: {r.error}")} for r in failed],
             {"status": JobStatus.FAILED.value, "pending_tier": None, "finished_at": now},
         )
     finished = [r.job_id for r in accepted + failed]
@@ -293,7 +294,7 @@ def fail_jobs(session: Session, job_ids: Iterable[uuid.UUID], *, tier: str, erro
     result = session.execute(
         update(Job)
         .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED.value, Job.pending_tier == tier)
-        .values(status=JobStatus.FAILED.value, error=f"{tier}: {error}", pending_tier=None, finished_at=utcnow())
+        .values(status=JobStatus.FAILED.value, error=redact(f"{tier}: {error}"), pending_tier=None, finished_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     _roll_up_totals(session, ids)

@@ -64,8 +64,9 @@ def test_a_server_that_is_down_fails_the_question_with_the_reason():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here once the socket closes
-    [failed] = backend(f"http://127.0.0.1:{port}/v1", max_retries=1).score([QUESTION])
-    assert isinstance(failed, ItemFailure) and "cannot reach" in failed.error
+    [failed] = backend(f"http://proxy-user:s3cret@127.0.0.1:{port}/v1", max_retries=1).score([QUESTION])
+    assert isinstance(failed, ItemFailure) and "cannot reach http://***@127.0.0.1" in failed.error
+    assert "s3cret" not in failed.error  # credentials in a base_url never reach a stored error
 
 
 def test_an_answer_without_any_option_letter_fails_alone():

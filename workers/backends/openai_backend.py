@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cascade.router.prompts import Question, render_chat
+from cascade.router.redact import redact, redact_url
 from cascade.router.signals import answer_from_letter_probs, letter_probs_from_logprobs
 from cascade.workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
 
@@ -77,11 +78,11 @@ class OpenAIBackend(Backend):
         except openai.APITimeoutError:
             return ItemFailure(f"timed out after {self.tier.timeout_s:g} s ({self.tier.max_retries} retries) at {self._where()}")
         except openai.APIConnectionError as exc:
-            return ItemFailure(f"cannot reach {self._where()} after {self.tier.max_retries} retries: {_short(str(exc.__cause__ or exc))}")
+            return ItemFailure(f"cannot reach {self._where()} after {self.tier.max_retries} retries: {_short(redact(str(exc.__cause__ or exc)))}")
         return parse_response(response, question)
 
     def _where(self) -> str:
-        return self.tier.base_url or "api.openai.com"
+        return redact_url(self.tier.base_url) if self.tier.base_url else "api.openai.com"
 
 
 def parse_response(response, question: Question) -> ScoredAnswer | ItemFailure:

@@ -8,7 +8,7 @@ import click
 
 from cascade.router.errors import RouterError
 from cascade.workers.backends import BackendError
-from cascade.workers.cli.common import EXIT_FAILED, Context, emit_json, fail, settings_of
+from cascade.workers.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE, Context, emit_json, fail, settings_of
 
 
 @click.command()
@@ -73,3 +73,31 @@ def redrive(ctx: Context, older_than: float, dry_run: bool, include_waiting: boo
         else:
             note = f"{verb} {t.stranded if dry_run else t.resent} of {t.stranded}"
         click.echo(f"{t.tier:<16} {note}")
+
+
+@click.command()
+@click.option("--heartbeat-max-age", type=click.FloatRange(min=1), help="Also require the worker heartbeat file (CASCADE_HEARTBEAT_FILE) to be at most this many seconds old.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def health(ctx: Context, heartbeat_max_age: float | None, as_json: bool) -> None:
+    """Check that the database and the broker answer (and, in a worker's container, that the worker's
+    heartbeat is fresh). Exit 0 when all is well, 5 when something is down: a container health check."""
+    from cascade.workers.runtime.app import create_app
+    from cascade.workers.runtime.health import check_broker, check_database, check_heartbeat
+
+    settings = settings_of(ctx)
+    try:
+        checks = [check_database(settings), check_broker(create_app(settings))]
+    except RouterError as exc:
+        fail(str(exc))
+    if heartbeat_max_age is not None:
+        if not settings.heartbeat_file:
+            fail("--heartbeat-max-age needs CASCADE_HEARTBEAT_FILE, the file the worker touches")
+        checks.append(check_heartbeat(settings.heartbeat_file, heartbeat_max_age))
+    if as_json:
+        emit_json([vars(c) for c in checks])
+    else:
+        for c in checks:
+            click.echo(f"{c.name:<10} {'ok' if c.ok else 'DOWN':<5} {c.detail}")
+    if not all(c.ok for c in checks):
+        sys.exit(EXIT_UNAVAILABLE)

@@ -75,6 +75,7 @@ for command in (
     cmd_jobs.status,
     cmd_db.db,
     cmd_worker.redrive,
+    cmd_worker.health,
     cmd_demo.demo,
     cmd_batch.batch,
     cmd_audit.audit,

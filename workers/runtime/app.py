@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
+        worker_enable_remote_control=settings.remote_control,
         enable_utc=True,
     )
     if settings.require_broker().startswith("memory"):

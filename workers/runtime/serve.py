@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from cascade.router.config import Tier
 from cascade.workers.runtime.app import create_app
+from cascade.workers.runtime.health import Heartbeat
 from cascade.workers.runtime.scoring import scorer_for
 from cascade.workers.runtime.settings import Settings
 from cascade.workers.runtime.sweeper import Sweeper
@@ -35,6 +36,8 @@ def run_worker(settings: Settings, tier: Tier, *, pool: str, concurrency: int, l
         without_mingle=True,
         without_gossip=True,
     )
+    if settings.heartbeat_file:
+        Heartbeat(settings.heartbeat_file).start()
     sweeper = Sweeper(app, settings) if settings.sweep_interval_s > 0 else None
     if sweeper is not None:
         sweeper.start()

@@ -18,6 +18,8 @@ ENV_DATABASE = "CASCADE_DATABASE_URL"
 ENV_VISIBILITY = "CASCADE_VISIBILITY_TIMEOUT_S"
 ENV_SWEEP = "CASCADE_SWEEP_INTERVAL_S"
 ENV_REDRIVE_AFTER = "CASCADE_REDRIVE_AFTER_S"
+ENV_REMOTE_CONTROL = "CASCADE_REMOTE_CONTROL"  # 1: workers answer Celery's remote control (inspect, shutdown)
+ENV_HEARTBEAT = "CASCADE_HEARTBEAT_FILE"  # a file a worker touches while it lives (container health checks)
 
 # A message a worker holds this long without acking (it died) goes back to its queue. It must be
 # longer than the longest a worker holds one: its tier's slowest pass times the passes in a message
@@ -63,6 +65,9 @@ class Settings:
     visibility_timeout_s: int = DEFAULT_VISIBILITY_S
     sweep_interval_s: float = DEFAULT_SWEEP_S
     redrive_after_s: float = DEFAULT_VISIBILITY_S  # a job queued this long with no message left is re-sent
+    # Off by default: anyone who can write to the broker could otherwise stop workers or read their state.
+    remote_control: bool = False
+    heartbeat_file: str | None = None
 
     def require_broker(self) -> str:
         if not self.broker_url:
@@ -96,6 +101,8 @@ def resolve(
         sweep_interval_s=_seconds(ENV_SWEEP, DEFAULT_SWEEP_S, minimum=0),
         # By default as long as the visibility timeout: by then a dead worker's message is back.
         redrive_after_s=_seconds(ENV_REDRIVE_AFTER, visibility, minimum=0),
+        remote_control=os.environ.get(ENV_REMOTE_CONTROL, "").strip().lower() in ("1", "true", "yes"),
+        heartbeat_file=os.environ.get(ENV_HEARTBEAT) or None,
     )
 
 
