@@ -94,6 +94,18 @@ def wait_ping(app, hostname: str, proc: subprocess.Popen, timeout_s: float = 60)
     raise SystemExit(f"worker {hostname} not ready")
 
 
+def wait_alive(alive: Path, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """A cascade worker touches its heartbeat file once it consumes (remote control is off)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"worker exited early: see {alive.with_suffix('.log')}")
+        if alive.exists():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"worker not ready: see {alive.with_suffix('.log')}")
+
+
 def run_baseline(redis_url: str, n: int, workdir: Path) -> float:
     """Bare Celery: one no-op message per job through the same Redis, one solo worker."""
     import redis
@@ -147,13 +159,14 @@ def run_cascade(redis_url: str, database_url: str, n: int, tau: float, chunk: in
     try:
         for tier in ("bench-small", "bench-large"):
             hostname = f"{tier}-{uuid.uuid4().hex[:6]}@bench"
+            alive = workdir / f"{tier}.alive"
             proc = start_worker(
                 [sys.executable, "-m", "cascade.workers", "worker", "--tier", tier, "--hostname", hostname, "--loglevel", "WARNING"],
-                env,
+                env | {"CASCADE_HEARTBEAT_FILE": str(alive)},
                 workdir / f"{tier}.log",
             )
             procs.append(proc)
-            wait_ping(client.app, hostname, proc)
+            wait_alive(alive, proc)
         started = time.perf_counter()
         summary = submit_file(client, data, name=f"bench-{uuid.uuid4().hex[:6]}", chunk_size=chunk)
         submitted = time.perf_counter()

@@ -116,21 +116,23 @@ class WorkerProcess:
         self.tier = tier
         self.hostname = f"{tier}-{uuid.uuid4().hex[:6]}@test"
         self.log_path = log_dir / f"{self.hostname}.log"
+        self.alive_path = log_dir / f"{self.hostname}.alive"  # the worker touches it once it consumes
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cascade.workers", "worker", "--tier", tier, "--hostname", self.hostname, "--loglevel", "INFO"],
-            env=env,
+            env=env | {"CASCADE_HEARTBEAT_FILE": str(self.alive_path)},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, app, timeout_s: float = 120.0) -> None:
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.hostname} exited early:\n{self.log()}")
-            if app.control.ping(destination=[self.hostname], timeout=0.5):
+            if self.alive_path.exists():
                 return
+            time.sleep(0.1)
         raise RuntimeError(f"worker {self.hostname} not ready after {timeout_s} s:\n{self.log()}")
 
     def log(self) -> str:
@@ -172,7 +174,7 @@ class Cluster:
     def start_all(self) -> Cluster:
         started = [self.start(t.name) for t in self.client.settings.config.tiers]
         for worker in started:
-            worker.wait_ready(self.client.app)
+            worker.wait_ready()
         return self
 
     def stop(self) -> None:

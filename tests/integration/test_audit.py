@@ -89,7 +89,12 @@ def test_plots_and_the_html_page_are_written(audited):
     files = {p.name for p in out.iterdir()}
     assert {"p_t_mixed-small.png", "answered_over_time.png", "frontier.png", "report.html"} <= files
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "data:image/png;base64," in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page
+    summary = json.loads(run_cli(["audit", "summary", "--batch", names["cascade"], "--reference-batch", names["reference"], "--json"],
+                                 cluster.env).stdout)
+    assert "PD: n/a" not in page and f"PD {summary['pd_pp']:+.2f} pp" in page  # the page and the summary agree
+    assert f"{summary['reduced_cc']:.2f}%" in page and "(estimated)" not in page
 
 
 JOBS = 769_231

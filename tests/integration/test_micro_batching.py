@@ -44,3 +44,24 @@ def test_single_question_messages_are_scored_together_up_to_max_batch(redis_url,
         passes.setdefault((row.created_at, row.latency_ms), []).append(row.job_id)
     sizes = sorted(len(v) for v in passes.values())
     assert max(sizes) == 8 and len(passes) <= 5, sizes
+
+
+def test_a_big_message_is_committed_one_forward_pass_at_a_time(redis_url, database_url, tmp_path):
+    """A slow tier shows progress and a crash loses one pass, not a whole message."""
+    config = tmp_path / "passes.toml"
+    config.write_text(CONFIG.format(tag=uuid.uuid4().hex[:6]).replace("max_wait_ms = 300", "max_wait_ms = 0\noptions = { delay_ms = 200 }"))
+    cluster = Cluster(config, redis_url, database_url, tmp_path)
+    from cascade.storage.repository import NewJob, add_jobs
+    from cascade.workers.runtime.dispatch import send_jobs
+
+    with session_scope(database_url) as s:
+        ids = [job_id for job_id, _ in add_jobs(s, [NewJob(f"Pass question {i}?", ["a", "b"]) for i in range(32)], first_tier=cluster.client.settings.config.first.name)]
+    send_jobs(cluster.client.app, cluster.client.settings.config.first, ids, chunk_size=32)  # one message, four passes of 8
+    try:
+        cluster.start_all()
+        assert set(cluster.client.wait_all([str(i) for i in ids], timeout=60).values()) == {"done"}
+        with session_scope(database_url) as s:
+            commits = s.execute(select(Attempt.created_at).where(Attempt.job_id.in_(ids))).scalars().all()
+    finally:
+        cluster.stop()
+    assert len(commits) == 32 and len(set(commits)) == 4  # one commit per pass of max_batch

@@ -1,5 +1,6 @@
 """Workers that die, refuse to start, or lose their broker messages: no job is lost or doubled."""
 
+import json
 import time
 import uuid
 
@@ -18,13 +19,13 @@ def test_a_killed_workers_message_is_redelivered_and_answered_once(redis_url, da
     cluster = Cluster(CONFIGS / "slow.toml", redis_url, database_url, tmp_path, CASCADE_VISIBILITY_TIMEOUT_S="3")
     try:
         first = cluster.start("slow")
-        first.wait_ready(cluster.client.app)
+        first.wait_ready()
         job_id = cluster.client.submit("Will this survive a crash?", ["yes", "no"])
         time.sleep(1.5)  # the worker holds the message, unacked, inside its 4 s "forward pass"
         first.kill()
         assert cluster.client.status(job_id)["status"] == "queued"
         second = cluster.start("slow")
-        second.wait_ready(cluster.client.app)
+        second.wait_ready()
         job = cluster.client.result(job_id, timeout=60)
         assert job["status"] == "done" and len(job["path"]) == 1
         assert job["path"][0]["worker"]
@@ -64,8 +65,9 @@ def test_redrive_resends_jobs_that_the_broker_lost(redis_url, database_url, tmp_
         dry = run_cli(["redrive", "--older-than", "0", "--dry-run"], cluster.env)
         assert dry.returncode == 0 and "would re-enqueue" in dry.stdout
         assert cluster.client.status(ids[0])["status"] == "queued"
-        done = run_cli(["redrive", "--older-than", "0"], cluster.env)
-        assert done.returncode == 0 and "re-enqueued" in done.stdout
+        done = run_cli(["redrive", "--older-than", "0", "--json"], cluster.env)
+        [small] = [t for t in json.loads(done.stdout) if t["tier"] == "null-small"]
+        assert done.returncode == 0 and small["queue_depth"] == 0 and small["resent"] == small["stranded"] >= 5
         assert set(cluster.client.wait_all(ids, timeout=60).values()) == {"done"}
         with session_scope(database_url) as s:
             per_job = s.execute(
@@ -92,3 +94,19 @@ def test_worker_start_up_errors_name_the_problem(redis_url, database_url, tmp_pa
     invalid.write_text('[[tiers]]\nname = "a"\nbackend = "transformers"\nmodel = "m"\ntau_t = 2\n')
     refused = run_cli(["tiers"], cascade_env(redis_url, database_url, invalid))
     assert refused.returncode == 2 and "tiers[0] (a).tau_t: expected a threshold between 0 and 1" in refused.stderr
+
+
+def test_redrive_tells_jobs_waiting_behind_queued_messages_from_lost_ones(redis_url, database_url, tmp_path):
+    config = tmp_path / "idle.toml"
+    config.write_text((CONFIGS / "null.toml").read_text().replace('name = "null-', f'name = "idle{uuid.uuid4().hex[:4]}-'))
+    cluster = Cluster(config, redis_url, database_url, tmp_path)  # no workers: the messages stay queued
+    ids = [cluster.client.submit(f"Waiting {i}?", ["a", "b"]) for i in range(3)]
+    left = run_cli(["redrive", "--older-than", "0"], cluster.env)
+    assert left.returncode == 0 and "3 queued, left alone: 3 message(s) still in the queue" in left.stdout
+    forced = json.loads(run_cli(["redrive", "--older-than", "0", "--include-waiting", "--json"], cluster.env).stdout)
+    assert forced[0]["resent"] == 3
+    cluster.start_all()
+    try:
+        assert set(cluster.client.wait_all(ids, timeout=60).values()) == {"done"}  # sent twice, answered once
+    finally:
+        cluster.stop()

@@ -127,3 +127,30 @@ def test_audit_filters_that_can_match_nothing_are_refused(tmp_path):
         refused = cli("--config", "tiny", "audit", "jobs", "--p-t", bad, CASCADE_DATABASE_URL=database)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, bad
     assert cli("--config", "tiny", "audit", "jobs", "--p-t", "0.5:0.9", CASCADE_DATABASE_URL=database).returncode == 0
+
+
+def test_impossible_submit_options_are_refused(tmp_path):
+    database = f"sqlite:///{tmp_path}/c.sqlite"
+    assert cli("--config", "tiny", "db", "upgrade", CASCADE_DATABASE_URL=database).returncode == 0
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"id": 1, "question": "Q?", "choices": ["a", "b"]}) + "\n")
+    chunk = cli("--config", "tiny", "batch", "submit", str(rows), "--name", "n", "--chunk-size", "-5",
+                CASCADE_DATABASE_URL=database, CASCADE_BROKER_URL="memory://")
+    assert chunk.returncode == 2 and "--chunk-size" in chunk.stderr
+    long_id = cli("--config", "tiny", "submit", "Q?", "-c", "a", "-c", "b", "--external-id", "x" * 256,
+                  CASCADE_DATABASE_URL=database, CASCADE_BROKER_URL="memory://")
+    assert long_id.returncode == 2 and "external_id is longer than 255 characters" in long_id.stderr
+
+
+def test_the_python_client_refuses_what_no_database_could_store(tmp_path):
+    from cascade.router.errors import InvalidQuestion
+    from cascade.storage.migrate import upgrade
+    from cascade.workers.client import Cascade
+
+    database = f"sqlite:///{tmp_path}/c.sqlite"
+    upgrade(database)
+    client = Cascade("tiny", broker_url="memory://", database_url=database)
+    for question, choices, message in (("What\x00?", ["a", "b"], "question contains a NUL"),
+                                       ("Fine?", ["a", "b\ud800"], "choice B is not valid Unicode")):
+        with pytest.raises(InvalidQuestion, match=message):
+            client.submit(question, choices)

@@ -113,3 +113,17 @@ def test_a_csv_without_the_id_or_question_column_is_refused_whole(tmp_path):
         check_columns(path, Fields())
     check_columns(path, Fields(id="qid"))
     assert [(r.index, r.row_id) for r in read_rows(path, fields=Fields(id="qid"))] == [(2, "q1")]  # line 2: after the header
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.binary(max_size=80), max_size=20))
+def test_any_bytes_give_one_row_per_nonblank_line_each_a_question_or_an_error(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("fuzz") / "any.jsonl"
+    path.write_bytes(b"\n".join(line.replace(b"\n", b"").replace(b"\r", b"") for line in lines) + b"\n")
+    rows = list(read_rows(path))
+    assert len(rows) == sum(1 for line in path.read_bytes().split(b"\n") if line.strip())
+    assert all((r.error is None) == bool(r.question) for r in rows)

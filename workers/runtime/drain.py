@@ -41,7 +41,15 @@ class QueueDrainer:
         return self._queue
 
     def take(self, want: int, wait_s: float) -> list[Drained]:
-        """Up to `want` job ids' worth of messages, waiting at most `wait_s` for them to arrive."""
+        """Up to `want` job ids' worth of messages, waiting at most `wait_s` for them to arrive.
+        A broken connection (the broker restarted) is dropped, so the next call opens a new one."""
+        try:
+            return self._take(want, wait_s)
+        except Exception:
+            self.close()
+            raise
+
+    def _take(self, want: int, wait_s: float) -> list[Drained]:
         queue = self._bound_queue()
         taken: list[Drained] = []
         count = 0
@@ -66,7 +74,10 @@ class QueueDrainer:
 
     def close(self) -> None:
         if self._connection is not None:
-            self._connection.release()
+            try:
+                self._connection.release()
+            except Exception:  # already broken
+                pass
             self._connection = None
 
 

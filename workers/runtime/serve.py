@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
+from celery.signals import worker_ready
+
 from cascade.router.config import Tier
 from cascade.workers.runtime.app import create_app
 from cascade.workers.runtime.health import Heartbeat
@@ -37,7 +39,8 @@ def run_worker(settings: Settings, tier: Tier, *, pool: str, concurrency: int, l
         without_gossip=True,
     )
     if settings.heartbeat_file:
-        Heartbeat(settings.heartbeat_file).start()
+        # From the moment the worker consumes: the file's existence means ready, its age means alive.
+        worker_ready.connect(lambda **_: Heartbeat(settings.heartbeat_file).start(), weak=False)
     sweeper = Sweeper(app, settings) if settings.sweep_interval_s > 0 else None
     if sweeper is not None:
         sweeper.start()

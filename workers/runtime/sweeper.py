@@ -39,11 +39,18 @@ class TierSweep:
 
 
 def queue_depth(app, queue: str) -> int | None:
-    """Messages ready in `queue` (those a worker holds unacked are not counted)."""
+    """Messages ready in `queue` (those a worker holds unacked are not counted); None when the broker
+    cannot be asked. A queue the broker does not know (Redis drops empty ones; a restarted RabbitMQ
+    forgets undeclared ones) holds nothing."""
+    from amqp.exceptions import NotFound
+    from kombu.exceptions import ChannelError
+
     try:
         with app.connection_for_read() as connection:
             return int(connection.default_channel.queue_declare(queue=queue, passive=True).message_count)
-    except Exception:  # a queue the broker forgot (restarted) holds nothing
+    except (ChannelError, NotFound):
+        return 0
+    except Exception:
         log.debug("cannot read the depth of %s", queue, exc_info=True)
         return None
 
