@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from cascade.router.errors import TargetUnreachable
+from cascade.router.intervals import pd_interval, saving_interval
 from cascade.router.operating_point import cheapest_within, frontier
+from cascade.router.risk import Certified, fallback_reason, fixed_sequence, pd_bound
 
 # Parameter counts of well-known models (billions), so logs of them replay without --params.
 KNOWN_PARAMS_B = {
@@ -55,6 +57,19 @@ class ReplayLog:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def take(self, rows: np.ndarray) -> ReplayLog:
+        """The log restricted to the given row indices."""
+        return ReplayLog(
+            ids=[self.ids[i] for i in rows],
+            models={
+                name: ModelLog(m.correct[rows], m.p_t[rows], m.tokens_in[rows], m.tokens_out[rows], m.usd[rows])
+                for name, m in self.models.items()
+            },
+        )
+
+
+
 
 
 def load_log(path: str | Path, split: str | None = None) -> ReplayLog:
@@ -134,6 +149,8 @@ class ReplayResult:
     tokens: dict[str, dict[str, int]]  # per model: in / out over the calls it made
     usd: float
     largest_usd: float
+    pd_interval: tuple[float, float] | None = None  # 95%, percentage points
+    reduced_cc_interval: tuple[float, float] | None = None  # 95%, percent
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -143,7 +160,9 @@ class ReplayResult:
             "accuracy": round(float(self.accuracy), 2),
             "largest_accuracy": round(float(self.largest_accuracy), 2),
             "pd_pp": round(float(self.pd_pp), 2),
+            "pd_interval": self.pd_interval,
             "reduced_cc": round(float(self.reduced_cc), 2),
+            "reduced_cc_interval": self.reduced_cc_interval,
             "answered": {k: round(v, 4) for k, v in self.answered.items()},
             "tokens": self.tokens,
             "usd": round(self.usd, 6),
@@ -182,11 +201,7 @@ def replay(
     if len(taus) != len(chain) - 1:
         raise ValueError(f"a chain of {len(chain)} needs {len(chain) - 1} thresholds, got {len(taus)}")
     logs = [log.models[name] for name in chain]
-    outcome = route(
-        [m.p_t >= tau for m, tau in zip(logs, taus)],
-        [m.correct for m in logs],
-        [_flops(m, params[name]) for m, name in zip(logs, chain)],
-    )
+    outcome = route_log(log, chain, taus, params)
     largest_name = reference or chain[-1]
     largest = log.models[largest_name]
     largest_flops = _flops(largest, params[largest_name])
@@ -207,6 +222,18 @@ def replay(
         },
         usd=float(sum(m.usd[v].sum() for m, v in zip(logs, visited))),
         largest_usd=float(largest.usd.sum()),
+        pd_interval=pd_interval(outcome.correct, largest.correct),
+        reduced_cc_interval=saving_interval(outcome.flops, largest_flops),
+    )
+
+
+def route_log(log: ReplayLog, chain: Sequence[str], taus: Sequence[float], params: Mapping[str, float]) -> Outcome:
+    """Per-question routing of `chain` at thresholds `taus` over the log."""
+    logs = [log.models[name] for name in chain]
+    return route(
+        [m.p_t >= tau for m, tau in zip(logs, taus)],
+        [m.correct for m in logs],
+        [_flops(m, params[name]) for m, name in zip(logs, chain)],
     )
 
 
@@ -264,6 +291,52 @@ def search_frontier(
     return SearchOutcome(points=points, frontier=frontier(points), best=best)
 
 
+def certify_thresholds(
+    log: ReplayLog,
+    chain: Sequence[str],
+    params: Mapping[str, float],
+    *,
+    target_pd: float,
+    confidence: float,
+    grid: Iterable[float] = DEFAULT_GRID,
+    seed: int = 0,
+) -> tuple[ReplayResult | None, Certified]:
+    """The cheapest thresholds whose PD >= target_pd holds with probability >= confidence on new
+    questions (router.risk); (None, ...) when none can be certified on this data. One threshold is
+    tested in order from the highest; several are ordered on a third of the rows, tested on the rest."""
+    grid = sorted(set(grid), reverse=True)
+    candidates = [tuple(t) for t in itertools.product(grid, repeat=len(chain) - 1)]
+    test = log
+    if len(chain) > 2:
+        rows = np.random.default_rng(seed).permutation(len(log))
+        ordering, test = log.take(rows[: len(log) // 3]), log.take(rows[len(log) // 3 :])
+        estimate = {taus: replay(ordering, chain, taus, params) for taus in candidates}
+        candidates.sort(key=lambda taus: (estimate[taus].reduced_cc, -estimate[taus].pd_pp))
+    largest = test.models[chain[-1]].correct
+    results = {}
+
+    def on_test(taus: tuple[float, ...]) -> ReplayResult:
+        if taus not in results:
+            results[taus] = replay(test, chain, taus, params)
+        return results[taus]
+
+    def rates(taus: tuple[float, ...]) -> tuple[float, float]:
+        correct = route_log(test, chain, taus, params).correct
+        return float((largest & ~correct).mean()), float((correct & ~largest).mean())
+
+    certified = fixed_sequence(
+        candidates,
+        lambda taus: pd_bound(route_log(test, chain, taus, params).correct, largest, confidence),
+        target_pd=target_pd,
+        saving=lambda taus: on_test(taus).reduced_cc,
+        rates=rates,
+        confidence=confidence,
+    )
+    if certified.chosen is None:
+        return None, certified
+    return replay(log, chain, certified.chosen, params), certified
+
+
 def fit_then_replay(
     path: str | Path,
     chain: Sequence[str],
@@ -272,15 +345,33 @@ def fit_then_replay(
     target_pd: float,
     fit_split: str | None,
     eval_split: str | None,
+    confidence: float | None = None,
 ) -> ReplayResult:
-    """Fit the thresholds on `fit_split` (all rows when None) for PD >= target_pd, then replay them on
-    `eval_split`; the fit's own figures go in `extra`. ValueError when no thresholds reach the target."""
-    fitted = fit_thresholds(load_log(path, split=fit_split), chain, params, target_pd=target_pd)
-    if fitted is None:
-        raise TargetUnreachable(f"no thresholds reach PD >= {target_pd} on the fit data")
-    result = replay(load_log(path, split=eval_split), chain, fitted.taus, params)
-    result.extra = {
-        "fit": {"split": fit_split, "pd_pp": round(float(fitted.pd_pp), 2), "reduced_cc": round(float(fitted.reduced_cc), 2)},
-        "eval_split": eval_split,
-    }
+    """Fit the thresholds on `fit_split` (all rows when None) for PD >= target_pd (with `confidence`:
+    certified to hold on new questions with that probability), then replay them on `eval_split`; the
+    fit's own figures go in `extra`. TargetUnreachable when no point estimate reaches the target; with
+    a confidence that cannot be certified, every question goes to the last tier and `extra` says so."""
+    fit_log = load_log(path, split=fit_split)
+    fit: dict[str, Any] = {"split": fit_split, "rows": len(fit_log)}
+    if confidence is None:
+        fitted = fit_thresholds(fit_log, chain, params, target_pd=target_pd)
+        if fitted is None:
+            raise TargetUnreachable(f"no thresholds reach PD >= {target_pd} on the fit data")
+        taus = fitted.taus
+    else:
+        fitted, certified = certify_thresholds(fit_log, chain, params, target_pd=target_pd, confidence=confidence)
+        fit.update(confidence=confidence, sequence_passed=certified.passed, sequence_length=certified.tested)
+        if fitted is None:
+            taus = None
+            fit["fallback"] = fallback_reason(certified, target_pd, confidence, len(fit_log), chain[-1])
+            fit["questions_needed"] = certified.needed
+        else:
+            taus = fitted.taus
+            fit["pd_bound"] = round(float(certified.bound_pd), 2)
+    if fitted is not None:
+        fit.update(pd_pp=round(float(fitted.pd_pp), 2), reduced_cc=round(float(fitted.reduced_cc), 2))
+    eval_log = load_log(path, split=eval_split)
+    # The fallback is the last model alone: no cheaper tier runs, so PD and the saving are 0.
+    result = replay(eval_log, chain[-1:], [], params) if taus is None else replay(eval_log, chain, taus, params)
+    result.extra = {"fit": fit, "eval_split": eval_split}
     return result

@@ -154,3 +154,23 @@ def test_the_python_client_refuses_what_no_database_could_store(tmp_path):
                                        ("Fine?", ["a", "b\ud800"], "choice B is not valid Unicode")):
         with pytest.raises(InvalidQuestion, match=message):
             client.submit(question, choices)
+
+
+def test_replay_certifies_thresholds_and_prints_bound_and_interval():
+    from tests.conftest import shared_file
+
+    log = str(shared_file("data", "replay", "mmlu_llama.jsonl"))
+    args = ["replay", log, "--chain", "llama3.1-8b,llama3.1-70b", "--target-pd", "-2", "--fit-split", "test", "--eval-split", "train"]
+    result = cli(*args, "--confidence", "0.9", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    fit = out["fit"]
+    assert fit["confidence"] == 0.9 and fit["pd_bound"] >= -2.0 and fit["pd_pp"] >= fit["pd_bound"]
+    assert out["pd_interval"][0] <= out["pd_pp"] <= out["pd_interval"][1]
+    small = cli("replay", log, "--chain", "llama3.1-8b,llama3.1-70b", "--target-pd", "-1", "--fit-split", "train",
+                "--eval-split", "test", "--confidence", "0.9")
+    assert small.returncode == 0 and "send every question straight to llama3.1-70b" in small.stderr  # 285 questions are too few
+    assert "llama3.1-70b alone" in small.stdout
+    for bad in (["--confidence", "1.5"], ["--confidence", "0"]):
+        refused = cli(*args, *bad)
+        assert refused.returncode == 2 and "--confidence" in refused.stderr

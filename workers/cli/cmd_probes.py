@@ -81,11 +81,18 @@ def train_pik(ctx: Context, tier_name, data, layer, classifier, limit, folds, se
 @click.option("--seed", type=int, default=0)
 @click.option("--signal", type=click.Choice(["both", "p_t", "p_ik"]), default="both", show_default=True,
               help="Route on both signals, or on P(T) / P(IK) alone (for ablations).")
+@click.option("--confidence", type=float, help="With --target-pd: certify that PD >= target holds on new questions with this probability (e.g. 0.9).")
 @click.option("--write", is_flag=True, help="Write the chosen tau_t / tau_ik into the config file (your own, not a built-in one).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, seed, signal, write, as_json):
-    """Choose tau_t (and tau_ik, with a probe) on labelled data; print the frontier searched."""
+def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, seed, signal, confidence, write, as_json):
+    """Choose tau_t (and tau_ik, with a probe) on labelled data; print the frontier searched.
+
+    With --confidence the choice is certified: PD >= the target holds on new questions from the same
+    distribution with at least that probability (exact binomial bounds along a fixed sequence of
+    thresholds; README "Thresholds you can trust"). When nothing can be certified it says so, with
+    the number of questions the target would need, and recommends sending everything to the next tier.
+    """
     from cascade.workers.lab.calibrate_tier import calibrate_tier
     from cascade.workers.runtime.settings import config_path, names_builtin
 
@@ -99,7 +106,7 @@ def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, s
     try:
         result = calibrate_tier(
             settings.config, tier_name, labelled, target_pd=target_pd, max_escalation=max_escalation, signal=signal,
-            seed=seed, write=write, progress=lambda label, total: progress(label, total, quiet=as_json),
+            confidence=confidence, seed=seed, write=write, progress=lambda label, total: progress(label, total, quiet=as_json),
             note=echo_unless(as_json),
         )
     except (RouterError, ValueError) as exc:
@@ -110,14 +117,16 @@ def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, s
     if as_json:
         emit_json(result)
     elif best is None:
-        click.echo("no thresholds meet the target on this data")
+        click.echo(result.get("fallback", "no thresholds meet the target on this data"))
     else:
         click.echo(f"{'tau_t':>7}{'tau_ik':>8}{'acc':>8}{'PD':>8}{'red. CC':>9}{'escalated':>11}")
         for p in result["frontier"]:
             tau_ik = "-" if p["tau_ik"] is None else f"{p['tau_ik']:.3f}"
             click.echo(f"{p['tau_t']:>7.3f}{tau_ik:>8}{p['accuracy']:>7.2f}%{p['pd_pp']:>+8.2f}{p['reduced_cc']:>8.2f}%{p['escalation_rate']:>10.1%}")
         written = f"; written to {result['written_to']}" if "written_to" in result else ""
-        click.echo(f"chosen: tau_t {best['tau_t']}, tau_ik {best['tau_ik']}: PD {best['pd_pp']:+.2f}, reduced CC {best['reduced_cc']:.2f}%{written}")
+        bound = f" (certified PD >= {best['pd_bound']:+.2f} at confidence {confidence})" if "pd_bound" in best else " (point estimate)"
+        click.echo(f"chosen: tau_t {best['tau_t']}, tau_ik {best['tau_ik']}: PD {best['pd_pp']:+.2f}{bound}, "
+                   f"reduced CC {best['reduced_cc']:.2f}%{written}")
         if "warning" in result:
             click.echo(f"warning: {result['warning']}", err=True)
     if best is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cascade.router.errors import TargetUnreachable
+from cascade.router.intervals import shown
 from cascade.workers.cli.common import EXIT_FAILED, emit_json, fail
 
 
@@ -51,6 +52,7 @@ def _table(results) -> str:
 @click.option("--tiers", "tiers_config", type=click.Path(exists=True), help="Take parameter counts from a tiers config.")
 @click.option("--split", help="Replay only rows of this split.")
 @click.option("--target-pd", type=float, help="Choose thresholds that save the most compute with PD >= this.")
+@click.option("--confidence", type=float, help="With --target-pd: certify that PD >= target holds on new questions with this probability (e.g. 0.9).")
 @click.option("--fit-split", help="With --target-pd: fit on this split ...")
 @click.option("--eval-split", help="... and report this one.")
 @click.option("--search", "do_search", is_flag=True, help="Try every chain (up to --max-tiers) and threshold; print the frontier.")
@@ -58,7 +60,7 @@ def _table(results) -> str:
 @click.option("--max-tiers", type=int, default=4, show_default=True)
 @click.option("--table", "as_table", is_flag=True, help="Paper-style table: each model alone, then the cascade.")
 @click.option("--json", "as_json", is_flag=True)
-def replay(file, chain, tau_t, params_spec, tiers_config, split, target_pd, fit_split, eval_split, do_search, models, max_tiers, as_table, as_json):
+def replay(file, chain, tau_t, params_spec, tiers_config, split, target_pd, confidence, fit_split, eval_split, do_search, models, max_tiers, as_table, as_json):
     """Replay a cascade on logged results, routing on P(T) = exp(logprob).
 
     \b
@@ -66,12 +68,22 @@ def replay(file, chain, tau_t, params_spec, tiers_config, split, target_pd, fit_
       cascade replay mmlu_llama.jsonl --chain llama3.1-8b,llama3.1-70b --tau-t 0.9 --split test
       cascade replay mmlu_llama.jsonl --chain llama3.1-8b,llama3.1-70b --target-pd -1 \\
           --fit-split train --eval-split test
+      cascade replay mmlu_llama.jsonl --chain llama3.1-8b,llama3.1-70b --target-pd -1 --confidence 0.9 \\
+          --fit-split train --eval-split test
       cascade replay mmlu_llama.jsonl --search --target-pd -1 --split test
+
+    PD and reduced compute come with 95% intervals. With --confidence the thresholds are certified
+    (exact binomial bounds tested along a fixed sequence, README "Thresholds you can trust").
     """
     from cascade.router import replay as rp
 
     if eval_split and target_pd is None:
         fail("--eval-split goes with --target-pd (thresholds fitted on --fit-split, reported on --eval-split); to replay one split at fixed thresholds use --split")
+    if confidence is not None:
+        if target_pd is None or do_search:
+            fail("--confidence goes with --target-pd and --chain (it certifies the fitted thresholds)")
+        if not 0.0 < confidence < 1.0:
+            fail(f"--confidence must be strictly between 0 and 1 (e.g. 0.9), got {confidence}")
     if tau_t is not None and target_pd is not None:
         fail("give --tau-t (fixed thresholds) or --target-pd (fitted thresholds), not both")
     try:
@@ -96,7 +108,9 @@ def replay(file, chain, tau_t, params_spec, tiers_config, split, target_pd, fit_
         params = _params(params_spec, tiers_config, names)
         if target_pd is not None:
             shown_split = eval_split
-            result = rp.fit_then_replay(file, names, params, target_pd=target_pd, fit_split=fit_split, eval_split=eval_split)
+            result = rp.fit_then_replay(
+                file, names, params, target_pd=target_pd, fit_split=fit_split, eval_split=eval_split, confidence=confidence
+            )
         else:
             if tau_t is None:
                 fail("give --tau-t X (or --target-pd to choose it)")
@@ -115,8 +129,19 @@ def replay(file, chain, tau_t, params_spec, tiers_config, split, target_pd, fit_
     if not as_table:
         shares = ", ".join(f"{k} {v:.1%}" for k, v in result.answered.items())
         click.echo(f"answered: {shares}")
+    click.echo(f"PD {result.pd_pp:+.2f}{shown(result.pd_interval, signed=True)} pp, reduced compute "
+               f"{result.reduced_cc:.2f}%{shown(result.reduced_cc_interval)} (95% intervals)")
     if target_pd is not None:
-        click.echo(f"thresholds fitted on {fit_split or 'all rows'}: PD {result.extra['fit']['pd_pp']:+.2f}, reduced CC {result.extra['fit']['reduced_cc']:.2f}%")
+        fit = result.extra["fit"]
+        where = f"thresholds fitted on {fit_split or 'all rows'} ({fit['rows']} questions)"
+        if "fallback" in fit:
+            click.echo(f"{where}: {fit['fallback']}", err=True)
+        elif "pd_bound" in fit:
+            click.echo(f"{where}: PD {fit['pd_pp']:+.2f}, certified PD >= {fit['pd_bound']:+.2f} at confidence "
+                       f"{fit['confidence']} (passed {fit['sequence_passed']} of {fit['sequence_length']} in sequence), "
+                       f"reduced CC {fit['reduced_cc']:.2f}%")
+        else:
+            click.echo(f"{where}: PD {fit['pd_pp']:+.2f} (point estimate), reduced CC {fit['reduced_cc']:.2f}%")
 
 
 def _thresholds(spec: str) -> list[float]:

@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from cascade.router.calibration import CalibrationData, choose, frontier_search
+from cascade.router.calibration import CalibrationData, certify, choose, frontier_search
 from cascade.router.config import CascadeConfig
 from cascade.router.cost import call_flops
 from cascade.router.errors import ConfigError
 from cascade.router.operating_point import frontier
 from cascade.router.probe import Probe
+from cascade.router.risk import check_confidence, fallback_reason
 from cascade.workers.backends import Backend, create_backend
 from cascade.workers.lab.labelled_data import Labelled
 from cascade.workers.lab.probe_training import collect, cross_fitted, train
@@ -69,6 +70,7 @@ def calibrate_tier(
     target_pd: float | None = None,
     max_escalation: float | None = None,
     signal: str = "both",
+    confidence: float | None = None,
     seed: int = 0,
     write: bool = False,
     progress: Progress = no_progress,
@@ -78,6 +80,10 @@ def calibrate_tier(
     warning when the cascade would cost more than the next tier alone; written to the config with `write`."""
     if (target_pd is None) == (max_escalation is None):
         raise ConfigError("give one of --target-pd or --max-escalation")
+    if confidence is not None:
+        if target_pd is None:
+            raise ConfigError("--confidence goes with --target-pd: it certifies the accuracy target")
+        check_confidence(confidence)
     if write and signal == "p_t":
         raise ConfigError("--write with --signal p_t would leave the probe's tau_ik in force: remove `probe` from the tier to route on P(T) alone")
     next_tier = config.next_tier(tier_name)
@@ -110,8 +116,16 @@ def calibrate_tier(
         large_flops=np.array([call_flops(large_backend.params, t, 1) for t in large["tokens_in"]]),
     )
     points = frontier_search(data, signal=signal)
-    best = choose(points, target_pd=target_pd, max_escalation=max_escalation)
-    result: dict[str, Any] = {"frontier": [p.as_dict() for p in frontier(points)], "chosen": best.as_dict() if best else None}
+    result: dict[str, Any] = {"frontier": [p.as_dict() for p in frontier(points)]}
+    if confidence is None:
+        best = choose(points, target_pd=target_pd, max_escalation=max_escalation)
+    else:
+        best, certified = certify(data, target_pd=target_pd, confidence=confidence, signal=signal, seed=seed)
+        result["certified"] = {"confidence": confidence, "passed": certified.passed, "tested": certified.tested,
+                               "questions": len(data), "questions_needed": certified.needed}
+        if best is None:
+            result["fallback"] = fallback_reason(certified, target_pd, confidence, len(data), next_tier.name)
+    result["chosen"] = best.as_dict() if best else None
     if best is not None and best.reduced_cc < 0:
         result["warning"] = (
             f"within this target the cascade costs {-best.reduced_cc:.1f}% more compute than {next_tier.name} alone: "
