@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
+from cascade.router.intervals import pd_interval_from_counts, saving_interval_from_sums
 from cascade.router.policy import Decision
 from cascade.storage.bulk import is_postgres
 from cascade.storage.models import Attempt, Job, JobStatus
@@ -218,19 +219,25 @@ def largest_tier_cost(session: Session, where: AuditFilter, *, first: str, last:
 def reference_accuracy(session: Session, batch_id: uuid.UUID, reference_id: uuid.UUID) -> dict[str, Any]:
     """Accuracy of the audited batch and of a reference batch (the largest tier alone) on their common row ids."""
     ref = aliased(Job)
+    right, ref_right = Job.answer == Job.gold, ref.answer == ref.gold
     row = session.execute(
         select(
             func.count(),
-            func.sum(case((Job.answer == Job.gold, 1), else_=0)),
-            func.sum(case((ref.answer == ref.gold, 1), else_=0)),
+            func.sum(case((right, 1), else_=0)),
+            func.sum(case((ref_right, 1), else_=0)),
             func.sum(Job.flops),
             func.sum(ref.flops),
+            func.sum(case((and_(right, ~ref_right), 1), else_=0)),
+            func.sum(case((and_(ref_right, ~right), 1), else_=0)),
+            func.sum(Job.flops * Job.flops),
+            func.sum(ref.flops * ref.flops),
+            func.sum(Job.flops * ref.flops),
         )
         .select_from(Job)
         .join(ref, and_(ref.row_id == Job.row_id, ref.batch_id == reference_id))
         .where(Job.batch_id == batch_id, Job.gold.is_not(None), Job.status == JobStatus.DONE.value, ref.status == JobStatus.DONE.value)
     ).one()
-    n, right, ref_right, flops, ref_flops = row
+    n, right, ref_right, flops, ref_flops, better, worse, sxx, syy, sxy = row
     if not n:
         return {"common_rows": 0}
     return {
@@ -238,7 +245,10 @@ def reference_accuracy(session: Session, batch_id: uuid.UUID, reference_id: uuid
         "accuracy": round(100.0 * right / n, 2),
         "largest_accuracy": round(100.0 * ref_right / n, 2),
         "pd_pp": round(100.0 * (right - ref_right) / n, 2),
+        "pd_interval": pd_interval_from_counts(int(n), int(better or 0), int(worse or 0)),
         "reduced_cc": round(100.0 * (1 - flops / ref_flops), 2) if ref_flops else None,
+        "reduced_cc_interval": saving_interval_from_sums(int(n), float(flops or 0), float(ref_flops or 0), float(sxx or 0),
+                                                         float(syy or 0), float(sxy or 0)),
     }
 
 

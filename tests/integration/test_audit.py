@@ -94,7 +94,9 @@ def test_plots_and_the_html_page_are_written(audited):
     summary = json.loads(run_cli(["audit", "summary", "--batch", names["cascade"], "--reference-batch", names["reference"], "--json"],
                                  cluster.env).stdout)
     assert "PD: n/a" not in page and f"PD {summary['pd_pp']:+.2f} pp" in page  # the page and the summary agree
-    assert f"{summary['reduced_cc']:.2f}%" in page and "(estimated)" not in page
+    assert f"{summary['reduced_cc']:.2f}%" in page and "estimated" not in page
+    assert summary["pd_interval"][0] <= summary["pd_pp"] <= summary["pd_interval"][1]
+    assert summary["reduced_cc_interval"][0] <= summary["reduced_cc"] <= summary["reduced_cc_interval"][1]
 
 
 JOBS = 769_231

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cascade.router.errors import RouterError
+from cascade.router.intervals import shown
 from cascade.workers.cli.common import EXIT_TIMEOUT, Context, echo_unless, emit_json, fail, settings_of
 from cascade.workers.cli.progress import finished_of_total
 
@@ -69,7 +70,8 @@ def eval_command(ctx: Context, benchmark, split, sample, seed, data_dir, gpqa_zi
     for tier, acc in result["alone_accuracy"].items():
         a = result["auroc"].get(tier, {})
         click.echo(f"  {tier:<20} alone {acc:.2f}%   AUROC P(T) {fmt(a.get('p_t'))}   P(IK) {fmt(a.get('p_ik'))}")
-    click.echo(f"cascade: accuracy {fmt(result['accuracy'], '%')}, PD {fmt(result['pd_pp'])} pp, reduced compute {fmt(result['reduced_cc'], '%')}")
+    click.echo(f"cascade: accuracy {fmt(result['accuracy'], '%')}, PD {fmt(result['pd_pp'])}{shown(result['pd_interval'], signed=True)} pp, "
+               f"reduced compute {fmt(result['reduced_cc'], '%')}{shown(result['reduced_cc_interval'])} (95% intervals)")
     click.echo("answered: " + ", ".join(f"{k} {v:.1%}" for k, v in result["answered"].items()))
     for label, point in result.get("ablation", {}).items():
         click.echo(f"  {label:<16} acc {point['accuracy']:.2f}%  PD {point['pd_pp']:+.2f}  reduced CC {point['reduced_cc']:.2f}%  escalated {point['escalation_rate']:.1%}")

@@ -100,7 +100,9 @@ def run_eval(
         "accuracy": report["accuracy"],
         "largest_accuracy": report["largest_accuracy"],
         "pd_pp": report["pd_pp"],
+        "pd_interval": report["pd_interval"],
         "reduced_cc": report["reduced_cc"],
+        "reduced_cc_interval": report["reduced_cc_interval"],
         "answered": {t["tier"]: round(t["answered"] / len(rows), 4) for t in report["tiers"]},
         "timings": timings,
     }

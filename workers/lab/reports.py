@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.router.config import CascadeConfig
+from cascade.router.intervals import shown
 from cascade.storage import audit
 from cascade.storage.batches import get_batch
 from cascade.storage.engine import session_scope
@@ -41,17 +42,21 @@ def summary(database_url: str, config: CascadeConfig, where: audit.AuditFilter, 
         largest_alone_flops=flops_alone,
         reduced_cc=reduced,
         reduced_cc_estimated=largest["estimated"],
+        reduced_cc_interval=None,
         pd_pp=None,
+        pd_interval=None,
         largest_accuracy=None,
     )
     if reference and reference.get("common_rows"):
         report.update(
             pd_pp=reference["pd_pp"],
+            pd_interval=reference["pd_interval"],
             largest_accuracy=reference["largest_accuracy"],
             reference={"batch": reference_batch, **reference},
         )
         if reference.get("reduced_cc") is not None:
-            report["reduced_cc"], report["reduced_cc_estimated"] = reference["reduced_cc"], False
+            report.update(reduced_cc=reference["reduced_cc"], reduced_cc_estimated=False,
+                          reduced_cc_interval=reference["reduced_cc_interval"])
     return report
 
 
@@ -75,11 +80,13 @@ def format_summary(report: dict[str, Any]) -> str:
     if report["accuracy"] is not None:
         lines.append(f"accuracy {report['accuracy']:.2f}% on {report['graded']} graded jobs")
     if report["pd_pp"] is not None:
-        lines.append(f"largest tier alone {report['largest_accuracy']:.2f}%  PD {report['pd_pp']:+.2f} pp")
+        lines.append(f"largest tier alone {report['largest_accuracy']:.2f}%  PD {report['pd_pp']:+.2f} pp"
+                     f"{shown(report['pd_interval'], signed=True)} (95%)")
     else:
         lines.append("PD: n/a (needs the largest tier on the same rows: demo --reference, or a batch run with --start-tier LARGEST passed as --reference-batch)")
     if report["reduced_cc"] is not None:
-        note = " (estimated)" if report["reduced_cc_estimated"] else ""
+        note = " (estimated; a reference batch gives it exactly, with an interval)" if report["reduced_cc_estimated"] else (
+            f"{shown(report['reduced_cc_interval'])} (95%)")
         lines.append(f"reduced compute vs {report['largest_tier']} answering everything: {report['reduced_cc']:.2f}%{note}")
     else:
         lines.append(f"reduced compute: n/a ({report['largest_tier']} answered nothing here and its config gives no `params`)")
