@@ -49,6 +49,9 @@ class CalibrationData:
     large_correct: np.ndarray
     small_flops: np.ndarray
     large_flops: np.ndarray
+    # How many questions each row stands for (None: one each). Production data are weighted: the
+    # answers a tier kept are known only for the share the live audit shadowed.
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.p_t)
@@ -62,6 +65,7 @@ class CalibrationData:
             large_correct=self.large_correct[rows],
             small_flops=self.small_flops[rows],
             large_flops=self.large_flops[rows],
+            weights=None if self.weights is None else self.weights[rows],
         )
 
 
@@ -75,15 +79,18 @@ def routed(data: CalibrationData, tau_t: float, tau_ik: float | None) -> Outcome
 
 def evaluate(data: CalibrationData, tau_t: float, tau_ik: float | None) -> CalibrationPoint:
     outcome = routed(data, tau_t, tau_ik)
-    accuracy = 100.0 * outcome.correct.mean()
-    largest = 100.0 * data.large_correct.mean()
+    w = data.weights
+    accuracy = 100.0 * np.average(outcome.correct, weights=w)
+    largest = 100.0 * np.average(data.large_correct, weights=w)
+    spent = (outcome.flops * w).sum() if w is not None else outcome.flops.sum()
+    alone = (data.large_flops * w).sum() if w is not None else data.large_flops.sum()
     return CalibrationPoint(
         tau_t=float(tau_t),
         tau_ik=None if tau_ik is None else float(tau_ik),
         accuracy=accuracy,
         pd_pp=accuracy - largest,
-        reduced_cc=100.0 * (1.0 - outcome.flops.sum() / data.large_flops.sum()),
-        escalation_rate=float((outcome.answered_by == 1).mean()),
+        reduced_cc=100.0 * (1.0 - spent / alone),
+        escalation_rate=float(np.average(outcome.answered_by == 1, weights=w)),
     )
 
 
@@ -121,6 +128,11 @@ def certify(
     confidence (router.risk); None when nothing can be certified (then send everything to the next
     tier). One threshold is tested from the highest down on all the questions; two at once are ordered
     by their point estimate on a third of the questions and tested on the rest."""
+    if data.weights is not None:
+        raise ValueError(
+            "a confidence needs questions drawn evenly, and production data are a weighted sample (kept answers are "
+            "known only where shadowed): calibrate --from-db without --confidence, or on a labelled set"
+        )
     pairs = candidates(data, grid, signal=signal)
     test = data
     if len({t for t, _ in pairs}) > 1 and len({ik for _, ik in pairs}) > 1:

@@ -43,6 +43,7 @@ _TIER_KEYS = {
     "concurrency",
     "timeout_s",
     "max_retries",
+    "shadow_rate",
     "options",
 }
 
@@ -74,6 +75,7 @@ class Tier:
     timeout_s: float = 60.0  # per request
     max_retries: int = 4  # on 429, 5xx, timeouts and connection errors, with backoff and jitter
     options: Mapping[str, Any] = field(default_factory=dict)
+    shadow_rate: float = 0.0  # share of the answers this tier keeps also sent to the last tier (live audit)
 
     @property
     def queue(self) -> str:
@@ -177,6 +179,11 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None, source
     if not isinstance(entries, list) or not entries:
         raise ConfigError("no tiers configured: add at least one [[tiers]] table with name, backend and model")
     tiers = tuple(_parse_tier(entry, index, base_dir) for index, entry in enumerate(entries))
+    if tiers[-1].shadow_rate:
+        raise ConfigError(
+            f"tiers[{tiers[-1].index}] ({tiers[-1].name}).shadow_rate: the last tier is what shadows are compared "
+            "with; set shadow_rate on the tiers before it"
+        )
     seen: set[str] = set()
     for tier in tiers:
         if tier.name in seen:
@@ -212,6 +219,8 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
     for key in ("tau_t", "tau_ik"):
         if key in entry:
             kwargs[key] = _probability(entry[key], f"{where}.{key}")
+    if "shadow_rate" in entry:
+        kwargs["shadow_rate"] = _probability(entry["shadow_rate"], f"{where}.shadow_rate", "a share")
     if "probe" in entry:
         if not isinstance(entry["probe"], str) or not entry["probe"]:
             raise ConfigError(f"{where}.probe: expected the path of a probe file")
@@ -264,9 +273,9 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
     return Tier(**kwargs)
 
 
-def _probability(value: Any, where: str) -> float:
+def _probability(value: Any, where: str, what: str = "a threshold") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{where}: expected a threshold between 0 and 1, got {value!r}")
+        raise ConfigError(f"{where}: expected {what} between 0 and 1, got {value!r}")
     return float(value)
 
 

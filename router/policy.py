@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from enum import Enum
 
@@ -34,3 +35,9 @@ def decide(p_t: float, p_ik: float | None, tier: Tier, *, is_last: bool) -> Verd
         if p_ik < tier.tau_ik:
             return Verdict(Decision.ESCALATED, f"P(IK) {p_ik:.3f} < {tier.tau_ik}")
     return Verdict(Decision.ACCEPTED, "confident")
+
+
+def shadowed(job_id: uuid.UUID, rate: float) -> bool:
+    """Whether a kept answer is also sent to the last tier for the live audit: a share `rate` of jobs,
+    chosen by the job id's random bits, so a redelivered message picks the same jobs."""
+    return (job_id.int >> 64) / 2.0**64 < rate

@@ -159,3 +159,57 @@ def fallback_reason(certified: Certified, target_pd: float, confidence: float, q
                        f"questions; the most conservative one would need about {certified.needed}")
     return head + (f"no threshold can be certified for PD >= {target_pd} at confidence {confidence}: even the most "
                    f"conservative one breaks the target on these {questions} questions")
+
+
+@dataclass
+class LiveTier:
+    """What the shadows say about one tier's kept answers (from `storage.live_audit.ShadowCounts`)."""
+
+    tier: str
+    share: float  # of all finished jobs, the share this tier kept
+    shadowed: int
+    agreement: float | None
+    agreement_interval: tuple[float, float] | None
+    pd_pp: float | None  # this tier's contribution to the cascade's PD vs the last tier alone
+    pd_interval: tuple[float, float] | None
+    kind: str  # "gold": exact where gold exists; "disagreement": a bound, from disagreement alone
+
+
+def live_tier(tier: str, kept: int, finished: int, shadowed: int, agree: int, graded: int, better: int, worse: int,
+              *, level: float = 0.95) -> LiveTier:
+    """A kept answer the last tier would have got right and the tier got wrong costs accuracy; the
+    shadows estimate how often that happens. With gold answers the estimate is exact in kind; without,
+    disagreement bounds the loss (a kept answer can only be worse where the two disagree)."""
+    share = kept / finished if finished else 0.0
+    alpha = (1.0 - level) / 2.0
+    if not shadowed:
+        return LiveTier(tier, share, 0, None, None, None, None, "none")
+    agreement = agree / shadowed
+    agreement_interval = (round(100 * binomial_lower(agree, shadowed, alpha), 2), round(100 * binomial_upper(agree, shadowed, alpha), 2))
+    if graded:
+        point = -100.0 * share * (worse - better) / graded
+        low = -100.0 * share * (binomial_upper(worse, graded, alpha / 2) - binomial_lower(better, graded, alpha / 2))
+        high = -100.0 * share * (binomial_lower(worse, graded, alpha / 2) - binomial_upper(better, graded, alpha / 2))
+        kind = "gold"
+    else:
+        disagree = shadowed - agree
+        point = -100.0 * share * disagree / shadowed
+        low, high = -100.0 * share * binomial_upper(disagree, shadowed, alpha), 0.0
+        kind = "disagreement"
+    return LiveTier(tier, share, shadowed, round(100 * agreement, 2), agreement_interval, round(point, 2), (round(low, 2), round(high, 2)), kind)
+
+
+def live_bound(tiers: Sequence[LiveTier], counts: Sequence, finished: int, confidence: float) -> float | None:
+    """A lower confidence bound on the live PD over all tiers: PD >= this with probability >= confidence
+    (each tier's share of the error level split evenly, Bonferroni)."""
+    usable = [(t, c) for t, c in zip(tiers, counts) if c.shadowed]
+    if not usable:
+        return None
+    alpha = (1.0 - confidence) / len(usable)
+    total = 0.0
+    for tier, c in usable:
+        if c.graded:
+            total += tier.share * (binomial_upper(c.worse, c.graded, alpha / 2) - binomial_lower(c.better, c.graded, alpha / 2))
+        else:
+            total += tier.share * binomial_upper(c.shadowed - c.agree, c.shadowed, alpha)
+    return round(-100.0 * total, 2)

@@ -43,16 +43,18 @@ class AuditFilter:
             conditions.append(Job.final_tier == self.tier)
         return conditions
 
-    def attempts(self) -> list:
-        conditions = []
+    def attempts(self, *, shadow: bool = False, of=Attempt) -> list:
+        """Conditions on attempts (`of`: the Attempt entity or an alias of it). Routing reports count
+        the path jobs took; shadow attempts (the live audit's) are apart."""
+        conditions = [of.shadow.is_(shadow)]
         if self.batch_id is not None:
-            conditions.append(Attempt.job_id.in_(select(Job.id).where(Job.batch_id == self.batch_id)))
+            conditions.append(of.job_id.in_(select(Job.id).where(Job.batch_id == self.batch_id)))
         if self.since is not None:
-            conditions.append(Attempt.created_at >= self.since)
+            conditions.append(of.created_at >= self.since)
         if self.until is not None:
-            conditions.append(Attempt.created_at < self.until)
+            conditions.append(of.created_at < self.until)
         if self.tier is not None:
-            conditions.append(Attempt.tier == self.tier)
+            conditions.append(of.tier == self.tier)
         return conditions
 
 
@@ -188,7 +190,7 @@ def largest_tier_cost(session: Session, where: AuditFilter, *, first: str, last:
         select(func.sum(last_a.tokens_in), func.sum(first_a.tokens_in), func.sum(last_a.flops), func.sum(last_a.tokens_in + last_a.tokens_out))
         .select_from(Job)
         .join(first_a, and_(first_a.job_id == Job.id, first_a.tier == first))
-        .join(last_a, and_(last_a.job_id == Job.id, last_a.tier == last))
+        .join(last_a, and_(last_a.job_id == Job.id, last_a.tier == last, last_a.shadow.is_(False)))
         .where(*conditions)
     ).one()
     last_tokens, first_tokens, last_flops, last_all_tokens = both
@@ -199,9 +201,11 @@ def largest_tier_cost(session: Session, where: AuditFilter, *, first: str, last:
     if params is None:
         return {"largest_alone_flops": None, "estimated": True, "token_ratio": ratio}
     later = aliased(Attempt)
-    visited_last = select(later.id).where(later.job_id == Attempt.job_id, later.tier == last).exists()
+    visited_last = select(later.id).where(later.job_id == Attempt.job_id, later.tier == last, later.shadow.is_(False)).exists()
     exact = session.execute(
-        select(func.sum(Attempt.tokens_in + Attempt.tokens_out)).join(Job, Job.id == Attempt.job_id).where(Attempt.tier == last, *conditions)
+        select(func.sum(Attempt.tokens_in + Attempt.tokens_out))
+        .join(Job, Job.id == Attempt.job_id)
+        .where(Attempt.tier == last, Attempt.shadow.is_(False), *conditions)
     ).scalar() or 0
     estimated = session.execute(
         select(func.sum(Attempt.tokens_in * ratio + 1))
@@ -296,7 +300,7 @@ def list_jobs(
     ]
 
 
-def _epoch_s(session: Session, column):
+def epoch_s(session: Session, column):
     if is_postgres(session):
         return func.extract("epoch", column)
     return (func.julianday(column) - 2440587.5) * 86400.0
@@ -321,7 +325,7 @@ def signal_histogram(session: Session, where: AuditFilter, tier: str, column_nam
 def answered_over_time(session: Session, where: AuditFilter, buckets: int = 24) -> list[dict[str, Any]]:
     """Kept answers per tier in equal time buckets over the filtered attempts (grouped in SQL)."""
     kept = [*where.attempts(), Attempt.decision == Decision.ACCEPTED.value]
-    epoch = _epoch_s(session, Attempt.created_at)
+    epoch = epoch_s(session, Attempt.created_at)
     start, end = session.execute(select(func.min(epoch), func.max(epoch)).where(*kept)).one()
     if start is None:
         return []
@@ -362,7 +366,7 @@ def paired_results(session: Session, batch_id: uuid.UUID, reference_id: uuid.UUI
         .select_from(Job)
         .join(Attempt, and_(Attempt.job_id == Job.id, Attempt.tier == first))
         .join(ref_job, and_(ref_job.row_id == Job.row_id, ref_job.batch_id == reference_id))
-        .join(ref_attempt, ref_attempt.job_id == ref_job.id)
+        .join(ref_attempt, and_(ref_attempt.job_id == ref_job.id, ref_attempt.shadow.is_(False)))
         .where(Job.batch_id == batch_id, Job.gold.is_not(None))
     ).all()
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Double,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -177,6 +179,9 @@ class Attempt(Base):
     latency_ms: Mapped[float] = mapped_column(Double, default=0.0)
     worker: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
+    # A shadow attempt: the last tier also answered a job a cheaper tier kept, for the live audit.
+    # It never changes the job's answer, and its cost is audit cost, not the job's.
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="attempts")
@@ -207,6 +212,7 @@ class Attempt(Base):
             "cost_usd": self.cost_usd,
             "latency_ms": self.latency_ms,
             "worker": self.worker,
+            "shadow": self.shadow,
             "error": self.error,
             "created_at": self.created_at.isoformat() if self.created_at else None,
         }

@@ -52,6 +52,7 @@ class AttemptRecord:
     latency_ms: float = 0.0
     worker: str | None = None
     error: str | None = None
+    shadow: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,29 @@ def work_for_tier(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> 
     return TierWork(pending, reforward, len(ids) - len(pending))
 
 
+def shadow_work(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> list[PendingJob]:
+    """Of a shadow message's jobs, those a cheaper tier answered and `tier` has not answered yet."""
+    ids = list(dict.fromkeys(job_ids))
+    if not ids:
+        return []
+    tried = select(Attempt.id).where(Attempt.job_id == Job.id, Attempt.tier == tier).exists()
+    rows = session.execute(
+        select(Job.id, Job.question, Job.choices).where(
+            key_in(session, Job.id, ids), Job.status == JobStatus.DONE.value, Job.final_tier != tier, ~tried
+        )
+    ).all()
+    return [PendingJob(id=row.id, question=row.question, choices=list(row.choices)) for row in rows]
+
+
+def record_shadows(session: Session, records: Sequence[AttemptRecord]) -> set[uuid.UUID]:
+    """Write shadow attempts; the jobs are left as they are (answer, status and totals). Idempotent."""
+    if not records:
+        return set()
+    now = utcnow()
+    rows = [{**vars(r), "shadow": True, "error": None if r.error is None else redact(r.error), "created_at": now} for r in records]
+    return {row[0] for row in insert_new(session, "attempts", rows, conflict=("job_id", "tier"), returning=("job_id",))}
+
+
 def record_attempts(
     session: Session, records: Sequence[AttemptRecord], *, next_tier: str | None
 ) -> set[uuid.UUID]:
@@ -268,7 +292,7 @@ def _roll_up_totals(session: Session, job_ids: list[uuid.UUID]) -> None:
             func.sum(Attempt.cost_usd).label("cost_usd"),
             func.sum(Attempt.latency_ms).label("latency_ms"),
         )
-        .where(key_in(session, Attempt.job_id, job_ids))
+        .where(key_in(session, Attempt.job_id, job_ids), Attempt.shadow.is_(False))  # shadows are audit cost
         .group_by(Attempt.job_id)
         .subquery("totals")
     )
@@ -353,6 +377,8 @@ __all__ = [
     "NewJob",
     "PendingJob",
     "ExternalIdConflict",
+    "record_shadows",
+    "shadow_work",
     "add_jobs",
     "unstarted",
     "fail_jobs",

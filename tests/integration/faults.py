@@ -166,7 +166,7 @@ def ledger(database_url: str, batch_names: list[str]) -> Ledger:
             ),
             double_counted=one(
                 f"SELECT count(*) FROM ({jobs}) j JOIN (SELECT job_id, sum(tokens_in) t, sum(flops) f, sum(cost_usd) c "
-                "FROM attempts GROUP BY job_id) a ON a.job_id = j.id "
+                "FROM attempts WHERE NOT shadow GROUP BY job_id) a ON a.job_id = j.id "
                 "WHERE j.status <> 'queued' AND (j.tokens_in <> a.t OR abs(j.flops - a.f) > 1e-6 * a.f OR abs(j.cost_usd - a.c) > 1e-12)"
             ),
             changed=one(

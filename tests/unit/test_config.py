@@ -113,3 +113,11 @@ def test_bad_timing_settings_in_the_environment_are_refused(monkeypatch):
         monkeypatch.delenv(variable)
     settings = resolve("tiny")
     assert settings.visibility_timeout_s == 300 and settings.redrive_after_s == 300
+
+
+def test_a_shadow_rate_is_a_share_and_never_on_the_last_tier():
+    assert parse_config(tiers({**SMALL, "shadow_rate": 0.02}, LARGE)).first.shadow_rate == 0.02
+    with pytest.raises(ConfigError, match=r"shadow_rate: expected a share between 0 and 1, got 1.5"):
+        parse_config(tiers({**SMALL, "shadow_rate": 1.5}, LARGE))
+    with pytest.raises(ConfigError, match=r"tiers\[1\] \(large\)\.shadow_rate: the last tier is what shadows are compared with"):
+        parse_config(tiers(SMALL, {**LARGE, "shadow_rate": 0.1}))

@@ -42,3 +42,15 @@ def test_compute_cost_is_two_flops_per_parameter_per_token():
     assert reduced_cc([10.0, 20.0], [40.0, 40.0]) == pytest.approx(1 - 30 / 80)
     with pytest.raises(ValueError):
         reduced_cc([1.0], [0.0])
+
+
+def test_shadowed_jobs_are_a_stable_share_of_job_ids():
+    import uuid
+
+    from cascade.router.policy import shadowed
+
+    ids = [uuid.uuid4() for _ in range(20_000)]
+    share = sum(shadowed(i, 0.02) for i in ids) / len(ids)
+    assert 0.015 < share < 0.025
+    assert [shadowed(i, 0.02) for i in ids[:100]] == [shadowed(i, 0.02) for i in ids[:100]]  # a redelivery picks the same
+    assert not any(shadowed(i, 0.0) for i in ids) and all(shadowed(i, 1.0) for i in ids)

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import sys
 from pathlib import Path
 
 import click
 
 from cascade.router.errors import RouterError
 from cascade.router.policy import Decision
-from cascade.workers.cli.common import Context, emit_json, fail, settings_of
-
-
-def _when(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"cannot read {value!r} as a time: use ISO 8601, e.g. 2026-11-28T09:00")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+from cascade.workers.cli.common import EXIT_DRIFT, EXIT_FAILED, Context, emit_json, fail, parse_time, settings_of
 
 
 def filters(function):
@@ -44,7 +34,7 @@ def _context(ctx: Context, batch, since, until, tier):
         if tier is not None:
             settings.config.tier(tier)  # an unknown tier would match nothing: say so instead
         url = settings.require_database()
-        return settings, url, make_filter(url, batch=batch, since=_when(since), until=_when(until), tier=tier)
+        return settings, url, make_filter(url, batch=batch, since=parse_time(since), until=parse_time(until), tier=tier)
     except (RouterError, BatchError) as exc:
         fail(str(exc))
 
@@ -148,3 +138,71 @@ def audit_plot(ctx, batch, since, until, tier, out_dir, reference_batch):
     written = plot(url, settings.config, where, Path(out_dir), replay_points=points, reference_batch=reference_batch)
     for path in written:
         click.echo(str(path))
+
+
+@audit.command("live")
+@filters
+@click.option("--window", "window", help="Also per time window, e.g. 3600 (seconds), 1h or 1d.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def audit_live(ctx, batch, since, until, tier, window, as_json):
+    """What the cascade costs in accuracy right now, from shadow attempts: for each tier with a
+    shadow_rate, how often its kept answers agree with the last tier, and its share of the PD against
+    the last tier alone (exact where jobs have gold answers, else a bound from disagreement), with
+    95% intervals; optionally per time window.
+
+    \b
+    Example:
+      cascade audit live --since 2026-11-28T00:00 --window 1h
+    """
+    from cascade.workers.lab.reports import format_live, live
+
+    settings, url, where = _context(ctx, batch, since, until, tier)
+    report = live(url, settings.config, where, window_s=_seconds(window) if window else None)
+    emit_json(report) if as_json else click.echo(format_live(report))
+
+
+@audit.command("drift")
+@filters
+@click.option("--target-pd", type=float, required=True, help="The promise, in percentage points (e.g. -1).")
+@click.option("--confidence", type=float, default=0.9, show_default=True, help="How sure the alarm must be.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def audit_drift(ctx, batch, since, until, tier, target_pd, confidence, as_json):
+    """Exit 6 when the live PD's lower confidence bound breaks the target (for cron and alerting),
+    0 when it holds, 3 when there are no shadow attempts to tell.
+
+    \b
+    Example:
+      cascade audit drift --target-pd -1 --confidence 0.9 --since 2026-11-28T00:00
+    """
+    from cascade.workers.lab.reports import live
+
+    if not 0.0 < confidence < 1.0:
+        fail(f"--confidence must be strictly between 0 and 1 (e.g. 0.9), got {confidence}")
+    settings, url, where = _context(ctx, batch, since, until, tier)
+    report = live(url, settings.config, where, confidence=confidence)
+    bound = report["pd_bound"]
+    verdict = "unknown" if bound is None else ("breaks" if bound < target_pd else "holds")
+    if as_json:
+        emit_json({"target_pd": target_pd, "confidence": confidence, "pd_pp": report["pd_pp"], "pd_bound": bound, "verdict": verdict})
+    elif bound is None:
+        click.echo("no shadow attempts in this window: give the tiers before the last a shadow_rate")
+    else:
+        click.echo(f"live PD {report['pd_pp']:+.2f} pp, >= {bound:+.2f} pp at confidence {confidence}: "
+                   f"the target {target_pd:+.2f} {verdict}")
+    if verdict == "breaks":
+        sys.exit(EXIT_DRIFT)
+    if verdict == "unknown":
+        sys.exit(EXIT_FAILED)
+
+
+def _seconds(value: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        number = float(value[:-1]) * units[value[-1]] if value[-1] in units else float(value)
+    except (ValueError, IndexError):
+        fail(f"--window: expected seconds or a number with s, m, h or d (e.g. 1h), got {value!r}")
+    if number <= 0:
+        fail(f"--window must be positive, got {value!r}")
+    return number

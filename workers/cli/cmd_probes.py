@@ -8,7 +8,7 @@ import click
 
 from cascade.router.errors import RouterError
 from cascade.workers.backends import BackendError
-from cascade.workers.cli.common import EXIT_FAILED, Context, echo_unless, emit_json, fail, settings_of
+from cascade.workers.cli.common import EXIT_FAILED, Context, echo_unless, emit_json, fail, parse_time, settings_of
 from cascade.workers.cli.progress import progress
 
 
@@ -74,7 +74,10 @@ def train_pik(ctx: Context, tier_name, data, layer, classifier, limit, folds, se
 
 @click.command()
 @click.option("--tier", "tier_name", required=True, help="The tier whose thresholds to choose (not the last).")
-@click.option("--data", required=True, help="Labelled calibration questions (as for train-pik).")
+@click.option("--data", help="Labelled calibration questions (as for train-pik).")
+@click.option("--from-db", is_flag=True, help="Or: fit on production traffic in the database (escalated and shadowed jobs).")
+@click.option("--since", help="With --from-db: jobs from this time (ISO 8601).")
+@click.option("--until", help="With --from-db: jobs before this time.")
 @click.option("--target-pd", type=float, help="Save the most compute with PD >= this (percentage points).")
 @click.option("--max-escalation", type=float, help="Or: the most accurate thresholds escalating at most this share.")
 @click.option("--limit", type=int)
@@ -85,16 +88,25 @@ def train_pik(ctx: Context, tier_name, data, layer, classifier, limit, folds, se
 @click.option("--write", is_flag=True, help="Write the chosen tau_t / tau_ik into the config file (your own, not a built-in one).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, seed, signal, confidence, write, as_json):
+def calibrate(ctx: Context, tier_name, data, from_db, since, until, target_pd, max_escalation, limit, seed, signal, confidence, write, as_json):
     """Choose tau_t (and tau_ik, with a probe) on labelled data; print the frontier searched.
+
+    With --from-db the data is the traffic itself: jobs the tier escalated (the last tier answered
+    them) and kept jobs the live audit shadowed (tiers with a shadow_rate), weighted for the
+    sampling; labels are gold answers where jobs have them, else the last tier's answers.
 
     With --confidence the choice is certified: PD >= the target holds on new questions from the same
     distribution with at least that probability (exact binomial bounds along a fixed sequence of
     thresholds; README "Thresholds you can trust"). When nothing can be certified it says so, with
     the number of questions the target would need, and recommends sending everything to the next tier.
     """
-    from cascade.workers.lab.calibrate_tier import calibrate_tier
+    from cascade.workers.lab.calibrate_tier import Target, calibrate_from_production, calibrate_tier
     from cascade.workers.runtime.settings import config_path, names_builtin
+
+    if bool(data) == bool(from_db):
+        fail("give --data FILE (labelled questions) or --from-db (production traffic)")
+    if (since or until) and not from_db:
+        fail("--since and --until go with --from-db")
 
     if write and names_builtin(ctx.config_path):
         fail(
@@ -102,13 +114,18 @@ def calibrate(ctx: Context, tier_name, data, target_pd, max_escalation, limit, s
             f"(cp {config_path(ctx.config_path)} my-cascade.toml, with its probes/ folder) and pass --config my-cascade.toml"
         )
     settings = settings_of(ctx)
-    labelled = _labelled(data, limit, seed)
+    target = Target(target_pd=target_pd, max_escalation=max_escalation, signal=signal, confidence=confidence, seed=seed, write=write)
     try:
-        result = calibrate_tier(
-            settings.config, tier_name, labelled, target_pd=target_pd, max_escalation=max_escalation, signal=signal,
-            confidence=confidence, seed=seed, write=write, progress=lambda label, total: progress(label, total, quiet=as_json),
-            note=echo_unless(as_json),
-        )
+        if from_db:
+            from cascade.storage.audit import AuditFilter
+
+            where = AuditFilter(since=parse_time(since), until=parse_time(until))
+            result = calibrate_from_production(settings.config, tier_name, settings.require_database(), where, target)
+        else:
+            result = calibrate_tier(
+                settings.config, tier_name, _labelled(data, limit, seed), target,
+                progress=lambda label, total: progress(label, total, quiet=as_json), note=echo_unless(as_json),
+            )
     except (RouterError, ValueError) as exc:
         fail(str(exc))
     except BackendError as exc:

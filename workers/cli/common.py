@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import click
@@ -16,6 +17,7 @@ EXIT_USAGE = 2  # bad configuration or arguments
 EXIT_FAILED = 3  # the work ran and failed (job failed, model did not load)
 EXIT_TIMEOUT = 4
 EXIT_UNAVAILABLE = 5  # the database or the broker cannot be reached
+EXIT_DRIFT = 6  # `audit drift`: the live accuracy bound breaks the target
 
 
 class Context:
@@ -75,6 +77,17 @@ def describe_failure(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror or exc}", EXIT_USAGE
     return None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 time from an option (UTC unless it says otherwise)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"cannot read {value!r} as a time: use ISO 8601, e.g. 2026-11-28T09:00")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def emit_json(data: Any) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cascade.router.calibration import CalibrationData, certify, choose, frontier_search
-from cascade.router.config import CascadeConfig
+from cascade.router.config import CascadeConfig, Tier
 from cascade.router.cost import call_flops
 from cascade.router.errors import ConfigError
 from cascade.router.operating_point import frontier
@@ -62,35 +63,46 @@ def train_tier_probe(
     return train(features, layers, kind=classifier, model=backend.model_id, data_digest=labelled.digest(), folds=folds, seed=seed)
 
 
+@dataclass(frozen=True)
+class Target:
+    """What a calibration aims for, checked once for every source of data."""
+
+    target_pd: float | None = None
+    max_escalation: float | None = None
+    signal: str = "both"
+    confidence: float | None = None
+    seed: int = 0
+    write: bool = False
+
+    def check(self, config: CascadeConfig, tier_name: str) -> Tier:
+        """The tier's next tier, once the target makes sense for this config."""
+        if (self.target_pd is None) == (self.max_escalation is None):
+            raise ConfigError("give one of --target-pd or --max-escalation")
+        if self.confidence is not None:
+            if self.target_pd is None:
+                raise ConfigError("--confidence goes with --target-pd: it certifies the accuracy target")
+            check_confidence(self.confidence)
+        if self.write and self.signal == "p_t":
+            raise ConfigError("--write with --signal p_t would leave the probe's tau_ik in force: remove `probe` from the tier to route on P(T) alone")
+        next_tier = config.next_tier(tier_name)
+        if next_tier is None:
+            raise ConfigError(f"tier {tier_name!r} is the last tier: it always answers, there is nothing to calibrate")
+        if self.write and config.source is None:
+            raise ConfigError("the config has no file to write to: pass --config FILE")
+        return next_tier
+
+
 def calibrate_tier(
     config: CascadeConfig,
     tier_name: str,
     labelled: Labelled,
+    target: Target,
     *,
-    target_pd: float | None = None,
-    max_escalation: float | None = None,
-    signal: str = "both",
-    confidence: float | None = None,
-    seed: int = 0,
-    write: bool = False,
     progress: Progress = no_progress,
     note: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
-    """The searched frontier and the chosen thresholds (None when none meets the target), with a
-    warning when the cascade would cost more than the next tier alone; written to the config with `write`."""
-    if (target_pd is None) == (max_escalation is None):
-        raise ConfigError("give one of --target-pd or --max-escalation")
-    if confidence is not None:
-        if target_pd is None:
-            raise ConfigError("--confidence goes with --target-pd: it certifies the accuracy target")
-        check_confidence(confidence)
-    if write and signal == "p_t":
-        raise ConfigError("--write with --signal p_t would leave the probe's tau_ik in force: remove `probe` from the tier to route on P(T) alone")
-    next_tier = config.next_tier(tier_name)
-    if next_tier is None:
-        raise ConfigError(f"tier {tier_name!r} is the last tier: it always answers, there is nothing to calibrate")
-    if write and config.source is None:
-        raise ConfigError("the config has no file to write to: pass --config FILE")
+    """Run the tier and the next one over labelled questions, then choose the thresholds (`choose_for`)."""
+    next_tier = target.check(config, tier_name)
     scorer = TierScorer(config, config.tier(tier_name)).load()
     layers = [scorer.probe.layer] if scorer.probe else []
     with progress(f"scoring on {tier_name}", len(labelled.questions)) as advance:
@@ -103,7 +115,7 @@ def calibrate_tier(
         hidden = small[f"hidden_{scorer.probe.layer}"]
         if scorer.probe.metadata.get("train_hash") == labelled.digest():
             # The probe was fitted on these very questions: score each with a probe that never saw it.
-            p_ik = cross_fitted(hidden, small["correct"], scorer.probe.kind, seed=seed)
+            p_ik = cross_fitted(hidden, small["correct"], scorer.probe.kind, seed=target.seed)
             note("calibration questions are the probe's training questions: using out-of-fold P(IK)")
         else:
             p_ik = scorer.probe.predict(hidden)
@@ -115,16 +127,60 @@ def calibrate_tier(
         small_flops=np.array([call_flops(scorer.backend.params, t, 1) for t in small["tokens_in"]]),
         large_flops=np.array([call_flops(large_backend.params, t, 1) for t in large["tokens_in"]]),
     )
-    points = frontier_search(data, signal=signal)
+    return choose_for(config, tier_name, data, target)
+
+
+def calibrate_from_production(config: CascadeConfig, tier_name: str, database_url: str, where, target: Target) -> dict[str, Any]:
+    """Thresholds fitted on the traffic itself: the jobs the tier escalated (the last tier answered
+    them) and the kept ones the live audit shadowed, each standing for the kept jobs it samples.
+    Labels are gold answers where jobs have them, else the last tier's answers."""
+    from cascade.storage.engine import session_scope
+    from cascade.storage.live_audit import kept_count, shadow_labels
+
+    next_tier = target.check(config, tier_name)
+    if not config.is_last(next_tier):
+        raise ConfigError(f"--from-db calibrates a tier whose next tier is the last one ({config.last.name}); "
+                          f"{tier_name} escalates to {next_tier.name}")
+    with session_scope(database_url) as session:
+        rows = shadow_labels(session, where, tier_name, config.last.name)
+        kept = kept_count(session, where, tier_name)
+    shadowed = sum(r.kept for r in rows)
+    if not shadowed or len(rows) < 20:
+        raise ConfigError(
+            f"too few shadowed jobs for {tier_name} in this window ({shadowed} kept answers shadowed, {len(rows)} jobs in all): "
+            "give the tier a shadow_rate and let traffic run, or widen --since"
+        )
+    gold = [r.gold for r in rows]
+    small_correct = np.array([(r.answer == g) if g is not None else (r.answer == r.last_answer) for r, g in zip(rows, gold)])
+    large_correct = np.array([(r.last_answer == g) if g is not None else True for r, g in zip(rows, gold)])
+    data = CalibrationData(
+        p_t=np.array([r.p_t for r in rows]),
+        p_ik=None if any(r.p_ik is None for r in rows) else np.array([r.p_ik for r in rows]),
+        small_correct=small_correct,
+        large_correct=large_correct,
+        small_flops=np.array([r.flops for r in rows]),
+        large_flops=np.array([r.last_flops for r in rows]),
+        weights=np.array([kept / shadowed if r.kept else 1.0 for r in rows]),
+    )
+    result = choose_for(config, tier_name, data, target)
+    result["production"] = {"jobs": len(rows), "kept_shadowed": shadowed, "kept": kept, "graded": sum(g is not None for g in gold)}
+    return result
+
+
+def choose_for(config: CascadeConfig, tier_name: str, data: CalibrationData, target: Target) -> dict[str, Any]:
+    """The searched frontier and the chosen thresholds (None when none meets the target), with a
+    warning when the cascade would cost more than the next tier alone; written to the config with `write`."""
+    next_tier = config.next_tier(tier_name)
+    points = frontier_search(data, signal=target.signal)
     result: dict[str, Any] = {"frontier": [p.as_dict() for p in frontier(points)]}
-    if confidence is None:
-        best = choose(points, target_pd=target_pd, max_escalation=max_escalation)
+    if target.confidence is None:
+        best = choose(points, target_pd=target.target_pd, max_escalation=target.max_escalation)
     else:
-        best, certified = certify(data, target_pd=target_pd, confidence=confidence, signal=signal, seed=seed)
-        result["certified"] = {"confidence": confidence, "passed": certified.passed, "tested": certified.tested,
+        best, certified = certify(data, target_pd=target.target_pd, confidence=target.confidence, signal=target.signal, seed=target.seed)
+        result["certified"] = {"confidence": target.confidence, "passed": certified.passed, "tested": certified.tested,
                                "questions": len(data), "questions_needed": certified.needed}
         if best is None:
-            result["fallback"] = fallback_reason(certified, target_pd, confidence, len(data), next_tier.name)
+            result["fallback"] = fallback_reason(certified, target.target_pd, target.confidence, len(data), next_tier.name)
     result["chosen"] = best.as_dict() if best else None
     if best is not None and best.reduced_cc < 0:
         result["warning"] = (
@@ -132,7 +188,7 @@ def calibrate_tier(
             f"{tier_name} is too rarely right when it is confident; send the questions straight to {next_tier.name} "
             "or relax the target"
         )
-    if best is not None and write:
+    if best is not None and target.write:
         write_thresholds(Path(config.source), tier_name, best.tau_t, best.tau_ik)
         result["written_to"] = str(config.source)
     return result

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cascade.router.config import CascadeConfig
 from cascade.router.intervals import shown
-from cascade.storage import audit
+from cascade.router.risk import live_bound, live_tier
+from cascade.storage import audit, live_audit
 from cascade.storage.batches import get_batch
 from cascade.storage.engine import session_scope
 
@@ -21,11 +23,62 @@ def make_filter(database_url: str, *, batch: str | None, since, until, tier: str
     return audit.AuditFilter(batch_id=batch_id, since=since, until=until, tier=tier)
 
 
+def live(database_url: str, config: CascadeConfig, where: audit.AuditFilter, *, window_s: float | None = None,
+         confidence: float | None = None) -> dict[str, Any]:
+    """The live audit from shadow attempts: per tier that keeps answers (and per time window), the
+    agreement of its kept answers with the last tier and its share of the PD against the last tier
+    alone, with 95% intervals; with `confidence`, a lower bound on the whole cascade's PD."""
+    keepers = [t.name for t in config.tiers[:-1]]
+    with session_scope(database_url) as session:
+        finished = live_audit.finished_jobs(session, where)
+        counts = live_audit.shadow_counts(session, where, keepers, config.last.name)
+        windows = live_audit.shadow_counts(session, where, keepers, config.last.name, window_s=window_s) if window_s else []
+        cost = live_audit.audit_cost(session, where)
+    tiers = [live_tier(c.tier, c.kept, finished, c.shadowed, c.agree, c.graded, c.better, c.worse) for c in counts]
+    report: dict[str, Any] = {
+        "finished_jobs": finished,
+        "last_tier": config.last.name,
+        "tiers": [vars(t) for t in tiers],
+        "pd_pp": round(sum(t.pd_pp for t in tiers if t.pd_pp is not None), 2) if any(t.shadowed for t in tiers) else None,
+        "audit_cost": cost,
+    }
+    if confidence is not None:
+        report.update(confidence=confidence, pd_bound=live_bound(tiers, counts, finished, confidence))
+    if window_s:
+        # Within a window a tier's share is of the jobs it kept there, over all jobs finished overall.
+        report["windows"] = [
+            {"start": c.window_start_s, **vars(live_tier(c.tier, c.kept, max(finished, 1), c.shadowed, c.agree, c.graded, c.better, c.worse))}
+            for c in windows
+        ]
+    return report
+
+
+def format_live(report: dict[str, Any]) -> str:
+    lines = [f"{'tier':<14}{'kept share':>11}{'shadowed':>10}{'agreement':>24}{'PD vs ' + report['last_tier']:>30}  basis"]
+    for t in report["tiers"]:
+        agreement = "-" if t["agreement"] is None else f"{t['agreement']:.1f}%{shown(t['agreement_interval'])}"
+        pd = "-" if t["pd_pp"] is None else f"{t['pd_pp']:+.2f}{shown(t['pd_interval'], signed=True)} pp"
+        lines.append(f"{t['tier']:<14}{t['share']:>10.1%}{t['shadowed']:>10}{agreement:>24}{pd:>30}  {t['kind']}")
+    if report["pd_pp"] is None:
+        lines.append("no shadow attempts here: give the tiers before the last a shadow_rate (e.g. 0.02)")
+    else:
+        lines.append(f"live PD vs {report['last_tier']} alone: {report['pd_pp']:+.2f} pp over {report['finished_jobs']} finished jobs"
+                     + (f"; >= {report['pd_bound']:+.2f} pp at confidence {report['confidence']}" if report.get("pd_bound") is not None else ""))
+    cost = report["audit_cost"]
+    lines.append(f"audit cost: {cost['attempts']} shadow attempts, {cost['flops']:.3g} FLOPs, ${cost['cost_usd']:.4f}")
+    for w in report.get("windows", []):
+        pd = "-" if w["pd_pp"] is None else f"{w['pd_pp']:+.2f}{shown(w['pd_interval'], signed=True)} pp"
+        lines.append(f"  window {datetime.fromtimestamp(w['start'], UTC).isoformat(timespec='minutes')}  {w['tier']:<12}"
+                     f" shadowed {w['shadowed']:>6}  PD {pd}")
+    return "\n".join(lines)
+
+
 def summary(database_url: str, config: CascadeConfig, where: audit.AuditFilter, *, reference_batch: str | None = None) -> dict[str, Any]:
     """Per-tier routing, overall accuracy, cost against the largest tier alone, latency and failures."""
     with session_scope(database_url) as session:
         tiers = audit.tier_summary(session, where, [t.name for t in config.tiers])
         report = audit.overall(session, where)
+        report["audit_cost"] = live_audit.audit_cost(session, where)
         largest = audit.largest_tier_cost(
             session, where, first=config.first.name, last=config.last.name, last_params=config.last.params
         )
@@ -93,6 +146,10 @@ def format_summary(report: dict[str, Any]) -> str:
     lines.append(
         f"tokens {report['tokens_in']:,} in / {report['tokens_out']:,} out, {report['flops']:.3g} FLOPs, ${report['cost_usd']:.4f}"
     )
+    audit_cost = report.get("audit_cost") or {}
+    if audit_cost.get("attempts"):
+        lines.append(f"audit cost (shadow attempts, not in the totals above): {audit_cost['attempts']} attempts, "
+                     f"{audit_cost['flops']:.3g} FLOPs, ${audit_cost['cost_usd']:.4f}; see `cascade audit live`")
     lat = report["latency_ms"]
     if lat["p50"] is not None:
         lines.append(f"latency p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms")

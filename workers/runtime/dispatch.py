@@ -1,5 +1,6 @@
 """Putting job ids on a tier's queue: the only place that sends Celery messages, and the one place
-that knows their shape (the task name; args `[tier_name, [job_id, ...]]`)."""
+that knows their shape (the task name; args `[tier_name, [job_id, ...]]`; kwargs `{"shadow": true}` for
+a shadow message: the last tier answers jobs a cheaper tier kept, for the live audit)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ class BrokerUnavailable(ConnectionError):
     """The broker could not be reached, so messages were not sent (the jobs stay queued in the database)."""
 
 
-def send_jobs(app, tier: Tier, job_ids: Iterable[uuid.UUID | str], *, chunk_size: int | None = None) -> int:
+def is_shadow(message_kwargs: dict | None) -> bool:
+    return bool((message_kwargs or {}).get("shadow"))
+
+
+def send_jobs(app, tier: Tier, job_ids: Iterable[uuid.UUID | str], *, chunk_size: int | None = None, shadow: bool = False) -> int:
     """Enqueue jobs on `tier` in messages of up to `chunk_size` ids (default: the tier's max_batch)."""
     size = tier.max_batch if chunk_size is None else chunk_size
     if size < 1:
@@ -33,7 +38,10 @@ def send_jobs(app, tier: Tier, job_ids: Iterable[uuid.UUID | str], *, chunk_size
     try:
         with app.producer_or_acquire() as producer:
             for chunk in chunked(ids, size):
-                app.send_task(SCORE_TASK, args=[tier.name, list(chunk)], queue=tier.queue, producer=producer)
+                app.send_task(
+                    SCORE_TASK, args=[tier.name, list(chunk)], kwargs={"shadow": True} if shadow else {}, queue=tier.queue,
+                    producer=producer,
+                )
                 sent += 1
     except (OperationalError, OSError) as exc:
         raise BrokerUnavailable(f"broker unreachable at {redact_url(str(app.conf.broker_url))} ({redact(str(exc))})") from exc

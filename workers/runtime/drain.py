@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from cascade.router.config import Tier
-from cascade.workers.runtime.dispatch import SCORE_TASK
+from cascade.workers.runtime.dispatch import SCORE_TASK, is_shadow
 
 
 @dataclass
@@ -40,16 +40,16 @@ class QueueDrainer:
             self._queue = self.app.amqp.queues[self.tier.queue](self._connection.default_channel)
         return self._queue
 
-    def take(self, want: int, wait_s: float) -> list[Drained]:
+    def take(self, want: int, wait_s: float, *, shadow: bool = False) -> list[Drained]:
         """Up to `want` job ids' worth of messages, waiting at most `wait_s` for them to arrive.
         A broken connection (the broker restarted) is dropped, so the next call opens a new one."""
         try:
-            return self._take(want, wait_s)
+            return self._take(want, wait_s, shadow)
         except Exception:
             self.close()
             raise
 
-    def _take(self, want: int, wait_s: float) -> list[Drained]:
+    def _take(self, want: int, wait_s: float, shadow: bool) -> list[Drained]:
         queue = self._bound_queue()
         taken: list[Drained] = []
         count = 0
@@ -64,8 +64,8 @@ class QueueDrainer:
             if message.headers.get("task") != SCORE_TASK:
                 message.requeue()
                 break
-            args = message.payload[0]
-            if args[0] != self.tier.name:
+            args, kwargs = message.payload[0], message.payload[1]
+            if args[0] != self.tier.name or is_shadow(kwargs) != shadow:  # only messages of the same kind share a pass
                 message.requeue()
                 break
             taken.append(Drained(message, [str(i) for i in args[1]]))

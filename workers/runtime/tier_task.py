@@ -6,15 +6,16 @@ import logging
 import time
 import uuid
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from celery.exceptions import Reject, Retry
 
 from cascade.router.errors import ConfigError, ProbeError
-from cascade.router.policy import Decision
+from cascade.router.policy import Decision, shadowed
 from cascade.router.prompts import prompt_size
 from cascade.storage.engine import is_unreachable, session_scope
-from cascade.storage.repository import fail_jobs, record_attempts, work_for_tier
+from cascade.storage.repository import fail_jobs, record_attempts, record_shadows, shadow_work, work_for_tier
 from cascade.workers.backends import BackendError
 from cascade.workers.runtime.dispatch import SCORE_TASK, send_jobs
 from cascade.workers.runtime.drain import drainer_for
@@ -26,14 +27,17 @@ MAX_RETRIES = 5  # for errors other than an unreachable database
 RETRY_CAP_S = 30  # longest pause between tries; keep it well under the visibility timeout
 
 
-def run_step(app, settings: Settings, tier_name: str, job_ids: list[str]) -> dict[str, Any]:
+def run_step(app, settings: Settings, tier_name: str, job_ids: list[str], *, shadow: bool = False) -> dict[str, Any]:
     """Score, decide, commit, then enqueue on the next tier, one forward pass (max_batch jobs) at a
-    time, so progress is visible and a crash loses one pass. Safe to run twice for the same message."""
+    time, so progress is visible and a crash loses one pass. Safe to run twice for the same message.
+    A tier with a shadow_rate also sends that share of the answers it keeps to the last tier."""
     config = settings.config
     tier = config.tier(tier_name)
     next_tier = config.next_tier(tier)
     ids = [uuid.UUID(str(job_id)) for job_id in job_ids]
     url = settings.require_database()
+    if shadow:
+        return run_shadow_step(settings, tier_name, ids)
     with session_scope(url) as session:
         work = work_for_tier(session, ids, tier.name)
     # work.reforward: jobs escalated by an earlier delivery that died before it could enqueue them.
@@ -50,19 +54,39 @@ def run_step(app, settings: Settings, tier_name: str, job_ids: list[str]) -> dic
         escalated = [r.job_id for r in records if r.decision == Decision.ESCALATED.value and r.job_id in inserted]
         if escalated and next_tier is not None:
             send_jobs(app, next_tier, escalated)
+        if tier.shadow_rate and next_tier is not None:
+            kept = [r.job_id for r in records if r.decision == Decision.ACCEPTED.value and r.job_id in inserted]
+            picked = [job_id for job_id in kept if shadowed(job_id, tier.shadow_rate)]
+            if picked:
+                send_jobs(app, config.last, picked, shadow=True)
+                counts["shadowed"] += len(picked)
         counts.update(r.decision for r in records if r.job_id in inserted)
     return {"tier": tier.name, "scored": scored, "skipped": work.skipped, **counts}
+
+
+def run_shadow_step(settings: Settings, tier_name: str, ids: list[uuid.UUID]) -> dict[str, Any]:
+    """The last tier answers jobs a cheaper tier kept, as shadow attempts: the jobs do not change."""
+    url = settings.require_database()
+    with session_scope(url) as session:
+        pending = shadow_work(session, ids, tier_name)
+    written = 0
+    max_batch = settings.config.tier(tier_name).max_batch
+    for start in range(0, len(pending), max_batch):
+        records = [replace(r, shadow=True) for r in scorer_for(settings.config, tier_name).run(pending[start : start + max_batch])]
+        with session_scope(url) as session:
+            written += len(record_shadows(session, records))
+    return {"tier": tier_name, "shadow": written, "skipped": len(ids) - len(pending)}
 
 
 def register(app, settings: Settings) -> None:
     # max_retries=None: the task counts its own retries, because an unreachable database is
     # retried for as long as it lasts, while other errors give up after MAX_RETRIES.
     @app.task(name=SCORE_TASK, bind=True, max_retries=None)
-    def score(self, tier_name: str, job_ids: list[str]) -> dict[str, Any]:
-        drained = _drain(app, settings, tier_name, job_ids)
+    def score(self, tier_name: str, job_ids: list[str], shadow: bool = False) -> dict[str, Any]:
+        drained = _drain(app, settings, tier_name, job_ids, shadow)
         all_ids = list(job_ids) + [job_id for d in drained for job_id in d.job_ids]
         try:
-            outcome = _score_or_fail(self, app, settings, tier_name, all_ids)
+            outcome = _score_or_fail(self, app, settings, tier_name, all_ids, shadow)
         except Exception as exc:
             # No outcome was committed for (some of) these jobs: never ack, try again later.
             for d in drained:
@@ -74,10 +98,10 @@ def register(app, settings: Settings) -> None:
         return outcome
 
 
-def _score_or_fail(task, app, settings: Settings, tier_name: str, job_ids: list[str]) -> dict[str, Any]:
+def _score_or_fail(task, app, settings: Settings, tier_name: str, job_ids: list[str], shadow: bool) -> dict[str, Any]:
     """The step's outcome, committed; raises when it should be tried again (nothing to ack yet)."""
     try:
-        return run_step(app, settings, tier_name, job_ids)
+        return run_step(app, settings, tier_name, job_ids, shadow=shadow)
     except (BackendError, ProbeError, ConfigError) as exc:
         # Permanent: retrying cannot help. Fail the jobs with the reason instead of losing them.
         log.error("tier %s cannot score %d job(s): %s", tier_name, len(job_ids), exc)
@@ -108,7 +132,7 @@ def _again(task, tier_name: str, exc: Exception) -> Exception:
         return Reject(reason, requeue=True)
 
 
-def _drain(app, settings: Settings, tier_name: str, job_ids: list[str]) -> list:
+def _drain(app, settings: Settings, tier_name: str, job_ids: list[str], shadow: bool) -> list:
     """More waiting messages for the same tier, up to its max_batch, within its max_wait_ms."""
     try:
         tier = settings.config.tier(tier_name)
@@ -118,7 +142,7 @@ def _drain(app, settings: Settings, tier_name: str, job_ids: list[str]) -> list:
     if room <= 0 or tier.max_wait_ms <= 0:
         return []
     try:
-        return drainer_for(app, tier).take(room, tier.max_wait_ms / 1000.0)
+        return drainer_for(app, tier).take(room, tier.max_wait_ms / 1000.0, shadow=shadow)
     except Exception:  # draining is an optimisation; the message in hand is still scored
         log.warning("tier %s: could not drain more messages", tier_name, exc_info=True)
         return []
