@@ -108,6 +108,14 @@ def test_missing_files_and_malformed_logs_are_one_line(tmp_path):
     missing = cli("--config", "tiny", "batch", "submit", str(tmp_path / "nope.jsonl"), "--name", "n",
                   CASCADE_DATABASE_URL=database, CASCADE_BROKER_URL="memory://")
     assert missing.returncode == 2 and "nope.jsonl" in missing.stderr and "Traceback" not in missing.stderr
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"id": 1, "question": "Q?", "choices": ["a", "b"]}) + "\n")
+    assert cli("--config", "tiny", "db", "upgrade", CASCADE_DATABASE_URL=database).returncode == 0
+    env = {"CASCADE_DATABASE_URL": database, "CASCADE_BROKER_URL": "memory://"}
+    assert cli("--config", "tiny", "batch", "submit", str(rows), "--name", "kept", **env).returncode == 0
+    export = cli("--config", "tiny", "batch", "export", "kept", "-o", str(tmp_path / "missing" / "out.jsonl"), **env)
+    assert export.returncode == 2 and "missing/out.jsonl: No such file or directory" in export.stderr
+    assert len(export.stderr.splitlines()) == 1
     log = tmp_path / "log.jsonl"
     log.write_text('{"id": 1, "answer": "A"}\n')
     replayed = cli("replay", str(log), "--chain", "a,b", "--tau-t", "0.9", "--params", "a=1,b=8")
