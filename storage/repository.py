@@ -188,97 +188,114 @@ def record_shadows(session: Session, records: Sequence[AttemptRecord]) -> set[uu
 def record_attempts(
     session: Session, records: Sequence[AttemptRecord], *, next_tier: str | None
 ) -> set[uuid.UUID]:
-    """Write attempts and move their jobs on. Returns the job ids whose attempt was new.
+    """Move the records' jobs on and write their attempts. Returns the job ids whose attempt was new.
 
-    An attempt that already exists for (job, tier) is skipped along with its job update, so a
-    redelivered message never duplicates a row or counts a cost twice. So is one whose job is no
-    longer waiting on that tier (cancelled while it was scored): the jobs are locked first, in id
-    order, so a concurrent cancel either waits for this write or sees the jobs moved on.
+    Only jobs still queued on the record's tier move, and only their attempts are written: a job a
+    redelivered message already moved (its attempt exists), or one cancelled while it was scored, is
+    skipped whole, so nothing is duplicated or counted twice. The job updates come first and lock
+    the rows they change (in id order), so a concurrent cancel either waits for this write or finds
+    the jobs moved on, and no attempt is ever written for a job that did not take that step.
     """
-    live = _lock_waiting(session, records)
-    records = [r for r in records if live.get(r.job_id) == r.tier]
     if not records:
         return set()
     now = utcnow()
-    rows = [{**vars(r), "error": None if r.error is None else redact(r.error), "created_at": now} for r in records]
+    live: set[uuid.UUID] = set()
+    finished: list[uuid.UUID] = []
+    for tier in dict.fromkeys(r.tier for r in records):
+        moved, done = _move_waiting(session, [r for r in records if r.tier == tier], tier=tier, next_tier=next_tier, now=now)
+        live |= moved
+        finished += done
+    rows = [
+        {**vars(r), "error": None if r.error is None else redact(r.error), "created_at": now}
+        for r in records
+        if r.job_id in live
+    ]
     inserted = {row[0] for row in insert_new(session, "attempts", rows, conflict=("job_id", "tier"), returning=("job_id",))}
-    by_decision: dict[str, list[AttemptRecord]] = {}
-    for record in records:
-        if record.job_id in inserted:
-            by_decision.setdefault(record.decision, []).append(record)
-
-    queued = Job.status == JobStatus.QUEUED.value  # a cancelled job stays cancelled
-    escalated = [r.job_id for r in by_decision.get(Decision.ESCALATED.value, [])]
-    if escalated:
-        if next_tier is None:
-            raise ValueError("the last tier cannot escalate")
-        session.execute(
-            update(Job).where(key_in(session, Job.id, escalated), queued).values(pending_tier=next_tier)
-            .execution_options(synchronize_session=False)
-        )
-
-    accepted = by_decision.get(Decision.ACCEPTED.value, [])
-    if accepted:
-        _update_queued_jobs(
-            session,
-            [{"job_id": r.job_id, "answer": r.answer} for r in accepted],
-            {"status": JobStatus.DONE.value, "final_tier": accepted[0].tier, "pending_tier": None, "finished_at": now},
-        )
-    failed = by_decision.get(Decision.FAILED.value, [])
-    if failed:
-        _update_queued_jobs(
-            session,
-            [{"job_id": r.job_id, "error": redact(f"{r.tier}: {r.error}")} for r in failed],
-            {"status": JobStatus.FAILED.value, "pending_tier": None, "finished_at": now},
-        )
-    finished = [r.job_id for r in accepted + failed]
     if finished:
         _roll_up_totals(session, finished)
     return inserted
 
 
-def _lock_waiting(session: Session, records: Sequence[AttemptRecord]) -> dict[uuid.UUID, str]:
-    """The records' jobs that are still queued, with the tier each waits on, locked until commit."""
-    if not records:
-        return {}
-    query = (
-        select(Job.id, Job.pending_tier)
-        .where(key_in(session, Job.id, [r.job_id for r in records]), Job.status == JobStatus.QUEUED.value)
-        .order_by(Job.id)
-    )
-    if is_postgres(session):
-        query = query.with_for_update()
-    return dict(session.execute(query).all())
+def _move_waiting(
+    session: Session, records: Sequence[AttemptRecord], *, tier: str, next_tier: str | None, now: datetime
+) -> tuple[set[uuid.UUID], list[uuid.UUID]]:
+    """Apply each record's decision to its job if the job still waits on `tier`; returns the jobs
+    moved, and of those the ones that finished."""
+    by_decision: dict[str, list[AttemptRecord]] = {}
+    for record in records:
+        by_decision.setdefault(record.decision, []).append(record)
+    moved: set[uuid.UUID] = set()
+    escalated = sorted(r.job_id for r in by_decision.get(Decision.ESCALATED.value, []))
+    if escalated:
+        if next_tier is None:
+            raise ValueError("the last tier cannot escalate")
+        moved |= set(
+            session.scalars(
+                update(Job)
+                .where(key_in(session, Job.id, escalated), Job.status == JobStatus.QUEUED.value, Job.pending_tier == tier)
+                .values(pending_tier=next_tier)
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    finished: set[uuid.UUID] = set()
+    accepted = by_decision.get(Decision.ACCEPTED.value, [])
+    if accepted:
+        finished |= _update_waiting_jobs(
+            session,
+            [{"job_id": r.job_id, "answer": r.answer} for r in accepted],
+            {"status": JobStatus.DONE.value, "final_tier": tier, "pending_tier": None, "finished_at": now},
+            tier=tier,
+        )
+    failed = by_decision.get(Decision.FAILED.value, [])
+    if failed:
+        finished |= _update_waiting_jobs(
+            session,
+            [{"job_id": r.job_id, "error": redact(f"{r.tier}: {r.error}")} for r in failed],
+            {"status": JobStatus.FAILED.value, "pending_tier": None, "finished_at": now},
+            tier=tier,
+        )
+    return moved | finished, sorted(finished)
 
 
-def _update_queued_jobs(session: Session, rows: list[dict[str, Any]], fixed: dict[str, Any]) -> None:
-    """Set per-job values (`rows`, keyed by job_id) plus `fixed` ones on jobs that are still queued.
-
-    PostgreSQL gets one UPDATE ... FROM unnest(arrays); other databases an executemany.
-    """
+def _update_waiting_jobs(session: Session, rows: list[dict[str, Any]], fixed: dict[str, Any], *, tier: str) -> set[uuid.UUID]:
+    """Set per-job values (`rows`, keyed by job_id) plus `fixed` ones on the jobs still queued on
+    `tier`; returns the ids updated. PostgreSQL gets one UPDATE ... FROM unnest(arrays) ... RETURNING;
+    SQLite, a single writer, a read of the waiting jobs and an executemany."""
+    rows = sorted(rows, key=lambda row: row["job_id"])
     per_row = [key for key in rows[0] if key != "job_id"]
     if is_postgres(session):
-        # Two array parameters instead of a VALUES list of hundreds of bound values.
+        # Array parameters instead of a VALUES list of hundreds of bound values.
         assignments = [f"{k} = :{k}" for k in fixed] + [f"{k} = v.{k}" for k in per_row]
         columns = ", ".join(["job_id", *per_row])
         arrays = ", ".join(["CAST(:ids AS uuid[])", *(f"CAST(:{k}_values AS text[])" for k in per_row)])
-        params: dict[str, Any] = {"ids": [row["job_id"] for row in rows], **fixed}
+        params: dict[str, Any] = {"ids": [row["job_id"] for row in rows], "waiting_on": tier, **fixed}
         for k in per_row:
             params[f"{k}_values"] = [row[k] for row in rows]
-        session.execute(
+        result = session.execute(
             text(
                 f"UPDATE jobs SET {', '.join(assignments)} FROM unnest({arrays}) AS v({columns}) "
-                f"WHERE jobs.id = v.job_id AND jobs.status = '{JobStatus.QUEUED.value}'"
+                f"WHERE jobs.id = v.job_id AND jobs.status = '{JobStatus.QUEUED.value}' AND jobs.pending_tier = :waiting_on "
+                "RETURNING jobs.id"
             ),
             params,
         )
-        return
-    stmt = (
-        update(Job.__table__)
-        .where(Job.__table__.c.id == bindparam("b_job_id"), Job.__table__.c.status == JobStatus.QUEUED.value)
-        .values(**fixed, **{k: bindparam(f"b_{k}") for k in per_row})
+        return {row[0] for row in result}
+    waiting = set(
+        session.scalars(
+            select(Job.id).where(key_in(session, Job.id, [row["job_id"] for row in rows]), Job.status == JobStatus.QUEUED.value,
+                                 Job.pending_tier == tier)
+        )
     )
-    session.connection().execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+    rows = [row for row in rows if row["job_id"] in waiting]
+    if rows:
+        stmt = (
+            update(Job.__table__)
+            .where(Job.__table__.c.id == bindparam("b_job_id"))
+            .values(**fixed, **{k: bindparam(f"b_{k}") for k in per_row})
+        )
+        session.connection().execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+    return waiting
 
 
 def _roll_up_totals(session: Session, job_ids: list[uuid.UUID]) -> None:

@@ -177,6 +177,15 @@ class Cluster:
             worker.wait_ready()
         return self
 
+    def restart_exited(self) -> list[str]:
+        """What a supervisor (compose's restart policy) does: start a new worker for any that exited."""
+        restarted = []
+        for tier, worker in list(self.workers.items()):
+            if worker.proc.poll() is not None:
+                self.start(tier).wait_ready()
+                restarted.append(tier)
+        return restarted
+
     def stop(self) -> None:
         for worker in self.workers.values():
             worker.stop()

@@ -176,9 +176,12 @@ def ledger(database_url: str, batch_names: list[str]) -> Ledger:
         )
 
 
-def wait_until_finished(database_url: str, batch_names: list[str], timeout_s: float) -> Ledger:
+def wait_until_finished(database_url: str, batch_names: list[str], timeout_s: float, *, supervise=None) -> Ledger:
+    """Poll until no job is queued; `supervise` (e.g. Cluster.restart_exited) runs on every poll."""
     deadline = time.monotonic() + timeout_s
     while True:
+        if supervise is not None:
+            supervise()
         current = ledger(database_url, batch_names)
         if current.lost == 0 and current.submitted:
             return current

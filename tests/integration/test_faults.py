@@ -25,7 +25,10 @@ from tests.integration.faults import (
 
 # Fast recovery for tests: a dead worker's messages return after 5 s, and workers sweep every 2 s
 # for jobs queued longer than 5 s whose messages are gone.
-QUICK = {"CASCADE_VISIBILITY_TIMEOUT_S": "5", "CASCADE_SWEEP_INTERVAL_S": "2", "CASCADE_REDRIVE_AFTER_S": "5"}
+# A worker whose consumer stalls (idle while its queue holds messages for 10 s) exits, and the test
+# restarts it as a supervisor would.
+QUICK = {"CASCADE_VISIBILITY_TIMEOUT_S": "5", "CASCADE_SWEEP_INTERVAL_S": "2", "CASCADE_REDRIVE_AFTER_S": "5",
+         "CASCADE_STALL_AFTER_S": "10"}
 pytestmark = pytest.mark.slow
 
 
@@ -60,7 +63,7 @@ def test_a_broker_restarted_empty_mid_batch_is_recovered_with_no_human(database_
         wait_until_some_done(database_url, [name], at_least=300)
         broker.kill()  # every queued and unacked message is gone
         broker.start()  # the same port, empty
-        result = wait_until_finished(database_url, [name], timeout_s=180)
+        result = wait_until_finished(database_url, [name], timeout_s=180, supervise=cluster.restart_exited)
         assert (result.submitted, result.done) == (3000, 3000) and result.clean(), result
         status = json.loads(run_cli(["batch", "status", name, "--json"], cluster.env).stdout)
         assert status["status"] == "completed"
@@ -75,7 +78,7 @@ def test_a_broker_restarted_empty_mid_batch_is_recovered_with_no_human(database_
         broker.start()
         again = submit(cluster.env, rows, later)
         assert again.returncode == 0, again.stderr
-        result = wait_until_finished(database_url, [later], timeout_s=120)
+        result = wait_until_finished(database_url, [later], timeout_s=120, supervise=cluster.restart_exited)
         assert (result.submitted, result.done) == (500, 500) and result.clean(), result
     finally:
         cluster.stop()

@@ -110,3 +110,34 @@ def test_redrive_tells_jobs_waiting_behind_queued_messages_from_lost_ones(redis_
         assert set(cluster.client.wait_all(ids, timeout=60).values()) == {"done"}  # sent twice, answered once
     finally:
         cluster.stop()
+
+
+WATCHDOG = """
+import dataclasses, sys, time
+from cascade.workers.runtime.app import create_app
+from cascade.workers.runtime.health import Watchdog
+from cascade.workers.runtime.settings import resolve
+from cascade.workers.runtime.tier_task import activity
+
+settings = dataclasses.replace(resolve(sys.argv[1], broker_url=sys.argv[2], database_url=sys.argv[3]), stall_after_s=1.0)
+Watchdog(create_app(settings), settings, settings.config.first, activity, interval_s=0.2).start()
+time.sleep(float(sys.argv[4]))
+"""
+
+
+def test_a_worker_idle_while_its_queue_holds_messages_exits_to_be_restarted(redis_url, database_url, tmp_path):
+    """Celery's consumer can stop consuming after a broker restart; the watchdog notices and exits."""
+    import subprocess
+    import sys
+
+    from cascade.workers.runtime.dispatch import send_jobs
+
+    config = tmp_path / "stalled.toml"
+    config.write_text((CONFIGS / "null.toml").read_text().replace('name = "null-', f'name = "stall{uuid.uuid4().hex[:4]}-'))
+    args = [sys.executable, "-c", WATCHDOG, str(config), redis_url, database_url]
+    calm = subprocess.run([*args, "3"], capture_output=True, text=True, timeout=30)  # nothing waiting: it stays
+    assert calm.returncode == 0, calm.stderr
+    cluster = Cluster(config, redis_url, database_url, tmp_path)
+    send_jobs(cluster.client.app, cluster.client.settings.config.first, [str(uuid.uuid4())])  # a message no one takes
+    stalled = subprocess.run([*args, "30"], capture_output=True, text=True, timeout=60)
+    assert stalled.returncode == 70 and "nothing consumed" in stalled.stderr

@@ -3,6 +3,7 @@ the worker's heartbeat is fresh. `cascade health` prints it; container health ch
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from cascade.router.redact import redact
 from cascade.workers.runtime.settings import Settings
+
+log = logging.getLogger("cascade.health")
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,33 @@ class Heartbeat(threading.Thread):
             except OSError:
                 pass
             time.sleep(self.interval_s)
+
+
+class Watchdog(threading.Thread):
+    """Exits the worker process when its consumer has stalled: the process is idle while its tier's
+    queue has held messages for `stall_after_s`. Celery's Redis consumer can stop consuming after a
+    broker restart without noticing (celery/celery#8030, #9054); exiting lets the supervisor
+    (compose's restart policy, systemd, Kubernetes) start a fresh worker, and any message the old
+    one held unacked comes back after the visibility timeout."""
+
+    EXIT_STALLED = 70
+
+    def __init__(self, app, settings, tier, activity, *, interval_s: float = 5.0):
+        super().__init__(name="cascade-watchdog", daemon=True)
+        self.app, self.settings, self.tier, self.activity, self.interval_s = app, settings, tier, activity, interval_s
+
+    def run(self) -> None:
+        from cascade.workers.runtime.sweeper import queue_depth
+
+        waiting_since = None
+        while True:
+            time.sleep(self.interval_s)
+            depth = queue_depth(self.app, self.tier.queue)
+            if not depth or self.activity.busy:
+                waiting_since = None
+                continue
+            waiting_since = waiting_since or time.monotonic()
+            if time.monotonic() - waiting_since >= self.settings.stall_after_s and self.activity.idle_for_s() >= self.settings.stall_after_s:
+                log.critical("tier %s: %d message(s) waiting and nothing consumed for %.0f s: exiting so the worker is restarted",
+                             self.tier.name, depth, self.settings.stall_after_s)
+                os._exit(self.EXIT_STALLED)

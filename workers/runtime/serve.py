@@ -1,4 +1,5 @@
-"""Running a tier: load its model before the Celery worker starts, with a sweeper beside it."""
+"""Running a tier: load its model before the Celery worker starts, with a sweeper, a heartbeat and a
+watchdog beside it."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from celery.signals import worker_ready
 
 from cascade.router.config import Tier
 from cascade.workers.runtime.app import create_app
-from cascade.workers.runtime.health import Heartbeat
+from cascade.workers.runtime.health import Heartbeat, Watchdog
 from cascade.workers.runtime.scoring import scorer_for
 from cascade.workers.runtime.settings import Settings
 from cascade.workers.runtime.sweeper import Sweeper
+from cascade.workers.runtime.tier_task import activity
 
 
 def load_tier(settings: Settings, tier_name: str, *, echo: Callable[[str], None] = lambda _m: None) -> Tier:
@@ -41,6 +43,8 @@ def run_worker(settings: Settings, tier: Tier, *, pool: str, concurrency: int, l
     if settings.heartbeat_file:
         # From the moment the worker consumes: the file's existence means ready, its age means alive.
         worker_ready.connect(lambda **_: Heartbeat(settings.heartbeat_file).start(), weak=False)
+    if settings.stall_after_s > 0:
+        worker_ready.connect(lambda **_: Watchdog(app, settings, tier, activity).start(), weak=False)
     sweeper = Sweeper(app, settings) if settings.sweep_interval_s > 0 else None
     if sweeper is not None:
         sweeper.start()

@@ -19,6 +19,7 @@ ENV_VISIBILITY = "CASCADE_VISIBILITY_TIMEOUT_S"
 ENV_SWEEP = "CASCADE_SWEEP_INTERVAL_S"
 ENV_REDRIVE_AFTER = "CASCADE_REDRIVE_AFTER_S"
 ENV_REMOTE_CONTROL = "CASCADE_REMOTE_CONTROL"  # 1: workers answer Celery's remote control (inspect, shutdown)
+ENV_STALL = "CASCADE_STALL_AFTER_S"  # an idle worker whose queue holds messages this long exits, to be restarted
 ENV_HEARTBEAT = "CASCADE_HEARTBEAT_FILE"  # a file a worker touches while it lives (container health checks)
 
 # A message a worker holds this long without acking (it died) goes back to its queue. It must be
@@ -68,6 +69,7 @@ class Settings:
     # Off by default: anyone who can write to the broker could otherwise stop workers or read their state.
     remote_control: bool = False
     heartbeat_file: str | None = None
+    stall_after_s: float = 120.0  # 0: never
 
     def require_broker(self) -> str:
         if not self.broker_url:
@@ -103,6 +105,7 @@ def resolve(
         redrive_after_s=_seconds(ENV_REDRIVE_AFTER, visibility, minimum=0),
         remote_control=os.environ.get(ENV_REMOTE_CONTROL, "").strip().lower() in ("1", "true", "yes"),
         heartbeat_file=os.environ.get(ENV_HEARTBEAT) or None,
+        stall_after_s=_seconds(ENV_STALL, 120.0, minimum=0),
     )
 
 

@@ -23,6 +23,20 @@ from cascade.workers.runtime.scoring import scorer_for
 from cascade.workers.runtime.settings import Settings
 
 log = logging.getLogger("cascade.tasks")
+
+
+class Activity:
+    """When this process last started a tier step, and whether one is running (for the watchdog)."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.last_started = time.monotonic()
+
+    def idle_for_s(self) -> float:
+        return 0.0 if self.busy else time.monotonic() - self.last_started
+
+
+activity = Activity()
 MAX_RETRIES = 5  # for errors other than an unreachable database
 RETRY_CAP_S = 30  # longest pause between tries; keep it well under the visibility timeout
 
@@ -83,6 +97,13 @@ def register(app, settings: Settings) -> None:
     # retried for as long as it lasts, while other errors give up after MAX_RETRIES.
     @app.task(name=SCORE_TASK, bind=True, max_retries=None)
     def score(self, tier_name: str, job_ids: list[str], shadow: bool = False) -> dict[str, Any]:
+        activity.busy, activity.last_started = True, time.monotonic()
+        try:
+            return _score_message(self, tier_name, job_ids, shadow)
+        finally:
+            activity.busy = False
+
+    def _score_message(self, tier_name: str, job_ids: list[str], shadow: bool) -> dict[str, Any]:
         drained = _drain(app, settings, tier_name, job_ids, shadow)
         all_ids = list(job_ids) + [job_id for d in drained for job_id in d.job_ids]
         try:
