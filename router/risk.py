@@ -175,11 +175,13 @@ class LiveTier:
     kind: str  # "gold": exact where gold exists; "disagreement": a bound, from disagreement alone
 
 
-def live_tier(tier: str, kept: int, finished: int, shadowed: int, agree: int, graded: int, better: int, worse: int,
-              *, level: float = 0.95) -> LiveTier:
+def live_tier(counts, finished: int, *, level: float = 0.95) -> LiveTier:
     """A kept answer the last tier would have got right and the tier got wrong costs accuracy; the
     shadows estimate how often that happens. With gold answers the estimate is exact in kind; without,
-    disagreement bounds the loss (a kept answer can only be worse where the two disagree)."""
+    disagreement bounds the loss (a kept answer can only be worse where the two disagree). `counts`
+    has tier, kept, shadowed, agree, graded, better and worse (storage.live_audit.ShadowCounts)."""
+    tier, kept, shadowed, agree = counts.tier, counts.kept, counts.shadowed, counts.agree
+    graded, better, worse = counts.graded, counts.better, counts.worse
     share = kept / finished if finished else 0.0
     alpha = (1.0 - level) / 2.0
     if not shadowed:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from cascade.router.errors import RouterError
 from cascade.router.policy import Decision
 from cascade.workers.cli.common import EXIT_DRIFT, EXIT_FAILED, Context, emit_json, fail, parse_time, settings_of
 
@@ -26,17 +25,13 @@ def filters(function):
 
 
 def _context(ctx: Context, batch, since, until, tier):
-    from cascade.storage.batches import BatchError
     from cascade.workers.lab.reports import make_filter
 
     settings = settings_of(ctx)
-    try:
-        if tier is not None:
-            settings.config.tier(tier)  # an unknown tier would match nothing: say so instead
-        url = settings.require_database()
-        return settings, url, make_filter(url, batch=batch, since=parse_time(since), until=parse_time(until), tier=tier)
-    except (RouterError, BatchError) as exc:
-        fail(str(exc))
+    if tier is not None:
+        settings.config.tier(tier)  # an unknown tier would match nothing: say so instead
+    url = settings.require_database()
+    return settings, url, make_filter(url, batch=batch, since=parse_time(since), until=parse_time(until), tier=tier)
 
 
 @click.group()

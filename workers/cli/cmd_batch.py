@@ -19,11 +19,8 @@ def _client(ctx: Context):
     from cascade.workers.client import Cascade
 
     settings = settings_of(ctx)
-    try:
-        settings.require_database()
-        return Cascade(settings=settings)
-    except RouterError as exc:
-        fail(str(exc))
+    settings.require_database()
+    return Cascade(settings=settings)
 
 
 @batch.command("submit")

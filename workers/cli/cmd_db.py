@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cascade.router.errors import RouterError
-from cascade.workers.cli.common import Context, fail, settings_of
+from cascade.workers.cli.common import Context, settings_of
 
 
 @click.group()
@@ -20,10 +19,6 @@ def db_upgrade(ctx: Context, revision: str) -> None:
     """Create or migrate the tables (`jobs`, `attempts`, `batches`)."""
     from cascade.storage.migrate import current, upgrade
 
-    settings = settings_of(ctx)
-    try:
-        url = settings.require_database()
-    except RouterError as exc:
-        fail(str(exc))
+    url = settings_of(ctx).require_database()
     upgrade(url, revision)
     click.echo(f"database at revision {current(url)}")

@@ -61,12 +61,9 @@ def submit(ctx, question, choices, external_id, gold, wait, timeout, as_json) ->
     from cascade.workers.client import Cascade
 
     settings = settings_of(ctx)
-    try:
-        settings.require_broker()
-        client = Cascade(settings=settings)
-        job_id = client.submit(question, list(choices), external_id=external_id, gold=gold)
-    except RouterError as exc:
-        fail(str(exc))
+    settings.require_broker()
+    client = Cascade(settings=settings)
+    job_id = client.submit(question, list(choices), external_id=external_id, gold=gold)
     if not wait:
         emit_json({"id": job_id}) if as_json else click.echo(job_id)
         return

@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from cascade.router.errors import RouterError
 from cascade.workers.backends import BackendError
 from cascade.workers.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE, Context, emit_json, fail, settings_of
 
@@ -30,8 +29,6 @@ def worker(ctx: Context, tier_name: str, pool: str, concurrency: int, loglevel: 
     settings = settings_of(ctx)
     try:
         tier = load_tier(settings, tier_name, echo=lambda m: click.echo(m, err=True))
-    except RouterError as exc:
-        fail(str(exc))
     except BackendError as exc:
         fail(str(exc), EXIT_FAILED)
     sys.exit(run_worker(settings, tier, pool=pool, concurrency=concurrency, loglevel=loglevel, hostname=hostname))
@@ -58,10 +55,7 @@ def redrive(ctx: Context, older_than: float, dry_run: bool, include_waiting: boo
     if older_than < 0:
         fail("--older-than must be >= 0 seconds")
     settings = settings_of(ctx)
-    try:
-        report = sweep(create_app(settings), settings, older_than_s=older_than, dry_run=dry_run, include_waiting=include_waiting)
-    except RouterError as exc:
-        fail(str(exc))
+    report = sweep(create_app(settings), settings, older_than_s=older_than, dry_run=dry_run, include_waiting=include_waiting)
     if as_json:
         emit_json([t.as_dict() for t in report])
         return
@@ -86,10 +80,7 @@ def health(ctx: Context, heartbeat_max_age: float | None, as_json: bool) -> None
     from cascade.workers.runtime.health import check_broker, check_database, check_heartbeat
 
     settings = settings_of(ctx)
-    try:
-        checks = [check_database(settings), check_broker(create_app(settings))]
-    except RouterError as exc:
-        fail(str(exc))
+    checks = [check_database(settings), check_broker(create_app(settings))]
     if heartbeat_max_age is not None:
         if not settings.heartbeat_file:
             fail("--heartbeat-max-age needs CASCADE_HEARTBEAT_FILE, the file the worker touches")

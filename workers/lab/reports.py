@@ -34,7 +34,7 @@ def live(database_url: str, config: CascadeConfig, where: audit.AuditFilter, *, 
         counts = live_audit.shadow_counts(session, where, keepers, config.last.name)
         windows = live_audit.shadow_counts(session, where, keepers, config.last.name, window_s=window_s) if window_s else []
         cost = live_audit.audit_cost(session, where)
-    tiers = [live_tier(c.tier, c.kept, finished, c.shadowed, c.agree, c.graded, c.better, c.worse) for c in counts]
+    tiers = [live_tier(c, finished) for c in counts]
     report: dict[str, Any] = {
         "finished_jobs": finished,
         "last_tier": config.last.name,
@@ -47,7 +47,7 @@ def live(database_url: str, config: CascadeConfig, where: audit.AuditFilter, *, 
     if window_s:
         # Within a window a tier's share is of the jobs it kept there, over all jobs finished overall.
         report["windows"] = [
-            {"start": c.window_start_s, **vars(live_tier(c.tier, c.kept, max(finished, 1), c.shadowed, c.agree, c.graded, c.better, c.worse))}
+            {"start": c.window_start_s, **vars(live_tier(c, max(finished, 1)))}
             for c in windows
         ]
     return report
