@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cascade.router.errors import ConfigError
+from cascade.router.errors import ConfigError, InvalidQuestion
+from cascade.router.prompts import JobKind, stop_sequences
+from cascade.router.signals import AGGREGATES, DEFAULT_AGGREGATE, is_aggregate
 
 QUEUE_PREFIX = "tier."
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -45,6 +47,14 @@ _TIER_KEYS = {
     "max_retries",
     "shadow_rate",
     "options",
+    "max_tokens",
+    "max_tokens_limit",
+    "stop",
+    "p_t_aggregate",
+    "open_tau_t",
+    "open_tau_ik",
+    "open_probe",
+    "abstain_below",
 }
 
 
@@ -76,6 +86,15 @@ class Tier:
     max_retries: int = 4  # on 429, 5xx, timeouts and connection errors, with backoff and jitter
     options: Mapping[str, Any] = field(default_factory=dict)
     shadow_rate: float = 0.0  # share of the answers this tier keeps also sent to the last tier (live audit)
+    # Free-form jobs: how much to generate, and how their token probabilities become one P(T).
+    max_tokens: int = 32  # new tokens for a free-form job that does not say
+    max_tokens_limit: int = 512  # the most new tokens a job may ask of this tier
+    stop: tuple[str, ...] = ()  # stop sequences for jobs that give none
+    p_t_aggregate: str = DEFAULT_AGGREGATE  # see router.signals.AGGREGATES
+    open_tau_t: float | None = None  # tau_t for free-form jobs; None: tau_t
+    open_tau_ik: float | None = None  # tau_ik for free-form jobs; None: tau_ik
+    open_probe: str | None = None  # a P(IK) probe trained on free-form prompts; None: P(T) alone for them
+    abstain_below: float | None = None  # last tier only: answer nothing when its P(T) is below this
 
     @property
     def queue(self) -> str:
@@ -84,6 +103,16 @@ class Tier:
     @property
     def uses_probe(self) -> bool:
         return self.probe is not None
+
+    def probe_for(self, kind: str) -> str | None:
+        """The probe that scores a job of this kind (multiple-choice and free-form probes differ)."""
+        return self.open_probe if kind == JobKind.OPEN.value else self.probe
+
+    def tau_t_for(self, kind: str) -> float:
+        return self.open_tau_t if kind == JobKind.OPEN.value and self.open_tau_t is not None else self.tau_t
+
+    def tau_ik_for(self, kind: str) -> float:
+        return self.open_tau_ik if kind == JobKind.OPEN.value and self.open_tau_ik is not None else self.tau_ik
 
 
 @dataclass(frozen=True)
@@ -121,6 +150,11 @@ class CascadeConfig:
     @property
     def queues(self) -> list[str]:
         return [t.queue for t in self.tiers]
+
+    @property
+    def max_tokens_limit(self) -> int:
+        """The most new tokens a free-form job may ask for: every tier it may reach must allow them."""
+        return min(t.max_tokens_limit for t in self.tiers)
 
 
 def queue_name(tier_name: str) -> str:
@@ -184,6 +218,12 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path | None = None, source
             f"tiers[{tiers[-1].index}] ({tiers[-1].name}).shadow_rate: the last tier is what shadows are compared "
             "with; set shadow_rate on the tiers before it"
         )
+    for tier in tiers[:-1]:
+        if tier.abstain_below is not None:
+            raise ConfigError(
+                f"tiers[{tier.index}] ({tier.name}).abstain_below: only the last tier abstains (the others escalate); "
+                "move abstain_below to the last tier"
+            )
     seen: set[str] = set()
     for tier in tiers:
         if tier.name in seen:
@@ -216,15 +256,28 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
     }
     if "params" in entry:
         kwargs["params"] = parse_count(entry["params"], field_name=f"{where}.params")
-    for key in ("tau_t", "tau_ik"):
+    for key in ("tau_t", "tau_ik", "open_tau_t", "open_tau_ik", "abstain_below"):
         if key in entry:
             kwargs[key] = _probability(entry[key], f"{where}.{key}")
     if "shadow_rate" in entry:
         kwargs["shadow_rate"] = _probability(entry["shadow_rate"], f"{where}.shadow_rate", "a share")
-    if "probe" in entry:
-        if not isinstance(entry["probe"], str) or not entry["probe"]:
-            raise ConfigError(f"{where}.probe: expected the path of a probe file")
-        kwargs["probe"] = str(_relative_to(Path(entry["probe"]), base_dir))
+    for key in ("probe", "open_probe"):
+        if key in entry:
+            if not isinstance(entry[key], str) or not entry[key]:
+                raise ConfigError(f"{where}.{key}: expected the path of a probe file")
+            kwargs[key] = str(_relative_to(Path(entry[key]), base_dir))
+    if "p_t_aggregate" in entry:
+        if not isinstance(entry["p_t_aggregate"], str) or not is_aggregate(entry["p_t_aggregate"]):
+            raise ConfigError(
+                f"{where}.p_t_aggregate: expected one of {', '.join(AGGREGATES)} (or qNN, a percentile 1-50), "
+                f"got {entry['p_t_aggregate']!r}"
+            )
+        kwargs["p_t_aggregate"] = entry["p_t_aggregate"]
+    if "stop" in entry:
+        try:
+            kwargs["stop"] = stop_sequences(entry["stop"])
+        except InvalidQuestion as exc:
+            raise ConfigError(f"{where}.stop: {exc}") from None
     for key in ("base_url", "api_key_env"):
         if key in entry:
             if not isinstance(entry[key], str) or not entry[key].strip():
@@ -235,7 +288,8 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{where}.timeout_s: expected a finite number of seconds > 0, got {value!r}")
         kwargs["timeout_s"] = float(value)
-    for key, minimum in (("probe_layer", 0), ("max_batch", 1), ("max_wait_ms", 0), ("concurrency", 1), ("max_retries", 0)):
+    for key, minimum in (("probe_layer", 0), ("max_batch", 1), ("max_wait_ms", 0), ("concurrency", 1), ("max_retries", 0),
+                         ("max_tokens", 1), ("max_tokens_limit", 1)):
         if key in entry:
             value = entry[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -270,7 +324,12 @@ def _parse_tier(entry: Any, index: int, base_dir: Path | None) -> Tier:
         if not isinstance(entry["options"], Mapping):
             raise ConfigError(f"{where}.options: expected a table of backend options")
         kwargs["options"] = dict(entry["options"])
-    return Tier(**kwargs)
+    tier = Tier(**kwargs)
+    if tier.max_tokens > tier.max_tokens_limit:
+        raise ConfigError(
+            f"{where}.max_tokens: {tier.max_tokens} is above max_tokens_limit {tier.max_tokens_limit}; lower it or raise the limit"
+        )
+    return tier
 
 
 def _probability(value: Any, where: str, what: str = "a threshold") -> float:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cascade.router.config import Tier
+from cascade.router.prompts import JobKind
 
 
 class Decision(str, Enum):
@@ -15,6 +16,7 @@ class Decision(str, Enum):
     ACCEPTED = "accepted"
     ESCALATED = "escalated"
     FAILED = "failed"
+    ABSTAINED = "abstained"  # the last tier was too unsure to answer: the job is done with no answer
 
 
 @dataclass(frozen=True)
@@ -23,17 +25,21 @@ class Verdict:
     reason: str
 
 
-def decide(p_t: float, p_ik: float | None, tier: Tier, *, is_last: bool) -> Verdict:
-    """Keep iff P(T) >= tau_t and (P(IK) >= tau_ik or the tier has no probe); the last tier always answers."""
+def decide(p_t: float, p_ik: float | None, tier: Tier, *, is_last: bool, kind: str = JobKind.CHOICE.value) -> Verdict:
+    """Keep iff P(T) >= tau_t and (P(IK) >= tau_ik or the tier has no probe for this kind of job).
+    The last tier always answers, unless it has `abstain_below` and its P(T) is below that."""
     if is_last:
+        if tier.abstain_below is not None and p_t < tier.abstain_below:
+            return Verdict(Decision.ABSTAINED, f"P(T) {p_t:.3f} < abstain_below {tier.abstain_below}")
         return Verdict(Decision.ACCEPTED, "last tier")
-    if p_t < tier.tau_t:
-        return Verdict(Decision.ESCALATED, f"P(T) {p_t:.3f} < {tier.tau_t}")
-    if tier.uses_probe:
+    tau_t, tau_ik = tier.tau_t_for(kind), tier.tau_ik_for(kind)
+    if p_t < tau_t:
+        return Verdict(Decision.ESCALATED, f"P(T) {p_t:.3f} < {tau_t}")
+    if tier.probe_for(kind) is not None:
         if p_ik is None:
             return Verdict(Decision.ESCALATED, "P(IK) missing")
-        if p_ik < tier.tau_ik:
-            return Verdict(Decision.ESCALATED, f"P(IK) {p_ik:.3f} < {tier.tau_ik}")
+        if p_ik < tau_ik:
+            return Verdict(Decision.ESCALATED, f"P(IK) {p_ik:.3f} < {tau_ik}")
     return Verdict(Decision.ACCEPTED, "confident")
 
 

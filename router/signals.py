@@ -1,10 +1,19 @@
-"""Confidence signals: P(T) from the answer token's probabilities, aggregation for long answers."""
+"""Confidence signals: P(T) from the answer token's probabilities, and aggregates of a generated
+answer's token probabilities into one P(T)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+# How a generated answer's per-token probabilities become one P(T) (Gupta et al., ICLR 2024):
+# mean: length-normalised sequence probability (geometric mean); product: sequence probability;
+# min: the least sure token; qNN: the NN-th percentile of the token probabilities; first: the first token.
+AGGREGATES = ("mean", "product", "min", "q10", "q25", "first")
+DEFAULT_AGGREGATE = "mean"
+_QUANTILE = re.compile(r"^q(\d{1,2})$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,36 @@ def letter_probs_from_logprobs(top: Iterable[tuple[str, float]], letters: str) -
         if key in probs and logprob is not None:
             probs[key] += math.exp(logprob)
     return probs
+
+
+def is_aggregate(name: str) -> bool:
+    """A known aggregate name: one of AGGREGATES, or qNN for a percentile from 1 to 50."""
+    match = _QUANTILE.match(name)
+    return name in AGGREGATES or (match is not None and 1 <= int(match.group(1)) <= 50)
+
+
+def aggregate(logprobs: Sequence[float], how: str = DEFAULT_AGGREGATE) -> float:
+    """One P(T) in [0, 1] from the natural-log probabilities of the generated tokens. No tokens: 0."""
+    values = [float(v) for v in logprobs if v is not None and not math.isnan(v)]
+    if not values:
+        return 0.0
+    if how == "mean":
+        return _clip(math.exp(sum(values) / len(values)))
+    if how == "product":
+        return _clip(math.exp(sum(values)))
+    if how == "min":
+        return _clip(math.exp(min(values)))
+    if how == "first":
+        return _clip(math.exp(values[0]))
+    match = _QUANTILE.match(how)
+    if match is None or not is_aggregate(how):
+        raise ValueError(f"unknown P(T) aggregate {how!r}: use one of {', '.join(AGGREGATES)} or qNN (1-50)")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * int(match.group(1)) / 100.0
+    low = int(math.floor(position))
+    high = min(low + 1, len(ordered) - 1)
+    value = ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return _clip(math.exp(value))
 
 
 def _clip(p: float) -> float:

@@ -84,7 +84,6 @@ def quantiles(session: Session, column, conditions: Sequence, qs: Sequence[float
 def tier_summary(session: Session, where: AuditFilter, tier_order: Sequence[str]) -> list[dict[str, Any]]:
     """Per tier: attempts, answered, escalated, failed, escalation rate, signal quantiles, accuracy of kept answers."""
     conditions = where.attempts()
-    gold = aliased(Job)
     rows = session.execute(
         select(
             Attempt.tier,
@@ -92,24 +91,24 @@ def tier_summary(session: Session, where: AuditFilter, tier_order: Sequence[str]
             func.sum(case((Attempt.decision == Decision.ACCEPTED.value, 1), else_=0)),
             func.sum(case((Attempt.decision == Decision.ESCALATED.value, 1), else_=0)),
             func.sum(case((Attempt.decision == Decision.FAILED.value, 1), else_=0)),
-            func.sum(case((and_(Attempt.decision == Decision.ACCEPTED.value, gold.gold.is_not(None)), 1), else_=0)),
-            func.sum(case((and_(Attempt.decision == Decision.ACCEPTED.value, Attempt.answer == gold.gold), 1), else_=0)),
-            func.sum(case((gold.gold.is_not(None), 1), else_=0)),
-            func.sum(case((Attempt.answer == gold.gold, 1), else_=0)),
+            func.sum(case((and_(Attempt.decision == Decision.ACCEPTED.value, Attempt.correct.is_not(None)), 1), else_=0)),
+            func.sum(case((and_(Attempt.decision == Decision.ACCEPTED.value, Attempt.correct.is_(True)), 1), else_=0)),
+            func.sum(case((Attempt.correct.is_not(None), 1), else_=0)),
+            func.sum(case((Attempt.correct.is_(True), 1), else_=0)),
+            func.sum(case((Attempt.decision == Decision.ABSTAINED.value, 1), else_=0)),
             func.sum(Attempt.tokens_in),
             func.sum(Attempt.tokens_out),
             func.sum(Attempt.flops),
             func.sum(Attempt.cost_usd),
             func.avg(Attempt.latency_ms),
         )
-        .join(gold, gold.id == Attempt.job_id)
         .where(*conditions)
         .group_by(Attempt.tier)
     ).all()
     order = {name: i for i, name in enumerate(tier_order)}
     out = []
     for r in sorted(rows, key=lambda r: order.get(r[0], len(order))):
-        tier, n, accepted, escalated, failed, graded_kept, right_kept, graded, right, t_in, t_out, flops, usd, latency = r
+        tier, n, accepted, escalated, failed, graded_kept, right_kept, graded, right, abstained, t_in, t_out, flops, usd, latency = r
         tier_conditions = [*conditions, Attempt.tier == tier]
         out.append(
             {
@@ -118,6 +117,7 @@ def tier_summary(session: Session, where: AuditFilter, tier_order: Sequence[str]
                 "answered": int(accepted or 0),
                 "escalated": int(escalated or 0),
                 "failed": int(failed or 0),
+                "abstained": int(abstained or 0),
                 "escalation_rate": round((escalated or 0) / n, 4) if n else None,
                 "p_t": dict(zip(_names(SIGNAL_QUANTILES), quantiles(session, Attempt.p_t, tier_conditions, SIGNAL_QUANTILES))),
                 "p_ik": dict(zip(_names(SIGNAL_QUANTILES), quantiles(session, Attempt.p_ik, tier_conditions, SIGNAL_QUANTILES))),
@@ -140,15 +140,19 @@ def overall(session: Session, where: AuditFilter) -> dict[str, Any]:
     totals = session.execute(
         select(
             func.count(),
-            func.sum(case((and_(Job.gold.is_not(None), Job.status == JobStatus.DONE.value), 1), else_=0)),
-            func.sum(case((and_(Job.answer == Job.gold, Job.status == JobStatus.DONE.value), 1), else_=0)),
+            func.sum(case((and_(Job.correct.is_not(None), Job.status == JobStatus.DONE.value), 1), else_=0)),
+            func.sum(case((and_(Job.correct.is_(True), Job.status == JobStatus.DONE.value), 1), else_=0)),
+            func.sum(case((and_(Job.correct.is_(False), Job.answer.is_not(None), Job.status == JobStatus.DONE.value), 1), else_=0)),
+            func.sum(case((and_(Job.answer.is_(None), Job.status == JobStatus.DONE.value), 1), else_=0)),
+            func.sum(case((Job.kind == "open", 1), else_=0)),
             func.sum(Job.tokens_in),
             func.sum(Job.tokens_out),
             func.sum(Job.flops),
             func.sum(Job.cost_usd),
         ).where(*conditions)
     ).one()
-    n, graded, correct, t_in, t_out, flops, usd = totals
+    n, graded, correct, wrong, abstained, open_jobs, t_in, t_out, flops, usd = totals
+    done = statuses.get(JobStatus.DONE.value, 0)
     # End-to-end latency: from submission to the final answer.
     if is_postgres(session):
         elapsed = func.extract("epoch", Job.finished_at - Job.created_at) * 1000.0
@@ -168,6 +172,11 @@ def overall(session: Session, where: AuditFilter) -> dict[str, Any]:
         "graded": int(graded or 0),
         "correct": int(correct or 0),
         "accuracy": round(100.0 * correct / graded, 2) if graded else None,
+        # Answered, and wrong, among graded jobs (an abstention is no answer, so no hallucination).
+        "hallucination_rate": round(100.0 * (wrong or 0) / graded, 2) if graded else None,
+        "abstained": int(abstained or 0),
+        "abstention_rate": round(100.0 * (abstained or 0) / done, 2) if done else None,
+        "open_jobs": int(open_jobs or 0),
         "tokens_in": int(t_in or 0),
         "tokens_out": int(t_out or 0),
         "flops": float(flops or 0.0),
@@ -221,14 +230,18 @@ def largest_tier_cost(session: Session, where: AuditFilter, *, first: str, last:
 
 
 def reference_accuracy(session: Session, batch_id: uuid.UUID, reference_id: uuid.UUID) -> dict[str, Any]:
-    """Accuracy of the audited batch and of a reference batch (the largest tier alone) on their common row ids."""
-    ref = aliased(Job)
-    right, ref_right = Job.answer == Job.gold, ref.answer == ref.gold
+    """Accuracy of the audited batch and of a reference batch (the largest tier alone) on their common
+    row ids. The reference counts the largest tier's own answers, abstention aside: the baseline is
+    that model answering everything."""
+    ref, ref_attempt = aliased(Job), aliased(Attempt)
+    right, ref_right = Job.correct.is_(True), ref_attempt.correct.is_(True)
     row = session.execute(
         select(
             func.count(),
             func.sum(case((right, 1), else_=0)),
             func.sum(case((ref_right, 1), else_=0)),
+            func.sum(case((and_(Job.correct.is_(False), Job.answer.is_not(None)), 1), else_=0)),
+            func.sum(case((and_(ref_attempt.correct.is_(False), ref_attempt.answer.is_not(None)), 1), else_=0)),
             func.sum(Job.flops),
             func.sum(ref.flops),
             func.sum(case((and_(right, ~ref_right), 1), else_=0)),
@@ -239,9 +252,11 @@ def reference_accuracy(session: Session, batch_id: uuid.UUID, reference_id: uuid
         )
         .select_from(Job)
         .join(ref, and_(ref.row_id == Job.row_id, ref.batch_id == reference_id))
-        .where(Job.batch_id == batch_id, Job.gold.is_not(None), Job.status == JobStatus.DONE.value, ref.status == JobStatus.DONE.value)
+        .join(ref_attempt, and_(ref_attempt.job_id == ref.id, ref_attempt.tier == ref.final_tier, ref_attempt.shadow.is_(False)))
+        .where(Job.batch_id == batch_id, Job.correct.is_not(None), ref_attempt.correct.is_not(None), Job.status == JobStatus.DONE.value,
+               ref.status == JobStatus.DONE.value)
     ).one()
-    n, right, ref_right, flops, ref_flops, better, worse, sxx, syy, sxy = row
+    n, right, ref_right, wrong, ref_wrong, flops, ref_flops, better, worse, sxx, syy, sxy = row
     if not n:
         return {"common_rows": 0}
     return {
@@ -249,6 +264,10 @@ def reference_accuracy(session: Session, batch_id: uuid.UUID, reference_id: uuid
         "accuracy": round(100.0 * right / n, 2),
         "largest_accuracy": round(100.0 * ref_right / n, 2),
         "pd_pp": round(100.0 * (right - ref_right) / n, 2),
+        # PD relative to the largest tier's accuracy, as the paper reports it for open-ended QA.
+        "pd_relative": round(100.0 * (right - ref_right) / ref_right, 2) if ref_right else None,
+        "hallucination_rate": round(100.0 * (wrong or 0) / n, 2),
+        "largest_hallucination_rate": round(100.0 * (ref_wrong or 0) / n, 2),
         "pd_interval": pd_interval_from_counts(int(n), int(better or 0), int(worse or 0)),
         "reduced_cc": round(100.0 * (1 - flops / ref_flops), 2) if ref_flops else None,
         "reduced_cc_interval": saving_interval_from_sums(int(n), float(flops or 0), float(ref_flops or 0), float(sxx or 0),
@@ -311,10 +330,9 @@ def signal_histogram(session: Session, where: AuditFilter, tier: str, column_nam
     column = getattr(Attempt, column_name)
     index = case((column >= 1.0, bins - 1), else_=cast(func.floor(column * bins), Integer))
     rows = session.execute(
-        select(index, Attempt.answer == Job.gold, func.count())
-        .join(Job, Job.id == Attempt.job_id)
-        .where(*where.attempts(), Attempt.tier == tier, Job.gold.is_not(None), column.is_not(None))
-        .group_by(index, Attempt.answer == Job.gold)
+        select(index, Attempt.correct, func.count())
+        .where(*where.attempts(), Attempt.tier == tier, Attempt.correct.is_not(None), column.is_not(None))
+        .group_by(index, Attempt.correct)
     ).all()
     out = {"correct": [0] * bins, "incorrect": [0] * bins}
     for i, ok, n in rows:
@@ -353,21 +371,24 @@ def paired_results(session: Session, batch_id: uuid.UUID, reference_id: uuid.UUI
     return session.execute(
         select(
             Attempt.p_t,
-            Attempt.answer == Job.gold,
+            Attempt.correct,
             Attempt.tokens_in,
             Attempt.tokens_out,
             ref_attempt.p_t,
-            ref_attempt.answer == ref_job.gold,
+            ref_attempt.correct,
             ref_attempt.tokens_in,
             ref_attempt.tokens_out,
             Attempt.p_ik,
             ref_attempt.p_ik,
+            Attempt.token_logprobs,
+            ref_attempt.token_logprobs,
         )
         .select_from(Job)
         .join(Attempt, and_(Attempt.job_id == Job.id, Attempt.tier == first))
         .join(ref_job, and_(ref_job.row_id == Job.row_id, ref_job.batch_id == reference_id))
         .join(ref_attempt, and_(ref_attempt.job_id == ref_job.id, ref_attempt.shadow.is_(False)))
-        .where(Job.batch_id == batch_id, Job.gold.is_not(None))
+        .where(Job.batch_id == batch_id, Attempt.correct.is_not(None), ref_attempt.correct.is_not(None))
+        .order_by(Job.row_index)
     ).all()
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from cascade.storage.bulk import insert_new
 from cascade.storage.models import Batch, BatchStatus, Job, JobStatus, utcnow
-from cascade.storage.repository import ZERO_TOTALS
+from cascade.storage.repository import JOB_JSON_COLUMNS, ZERO_TOTALS
 
 MAX_STORED_ERRORS = 100
 
@@ -29,10 +29,15 @@ class BatchRow:
 
     index: int  # its position in the file as a person counts it (1-based line or row)
     row_id: str
-    question: str = ""
-    choices: list[str] | None = None
-    gold: str | None = None
+    question: str = ""  # the question, or a free-form row's prompt
+    choices: list[str] | None = None  # None or [] for a free-form row
+    gold: str | None = None  # the correct letter (choice rows)
     error: str | None = None
+    kind: str = "choice"
+    gold_aliases: list[str] | None = None  # accepted answers (free-form rows)
+    grader: str | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
 
 
 @dataclass
@@ -106,9 +111,14 @@ def insert_rows(
             "batch_id": batch_id,
             "row_id": row.row_id,
             "row_index": row.index,
+            "kind": row.kind,
             "question": row.question,
             "choices": row.choices or [],
             "gold": row.gold,
+            "gold_aliases": row.gold_aliases,
+            "grader": row.grader,
+            "max_tokens": row.max_tokens,
+            "stop": row.stop,
             "status": JobStatus.QUEUED.value if row.error is None else JobStatus.FAILED.value,
             "pending_tier": first_tier if row.error is None else None,
             "error": row.error,  # the reason alone: its position is row_index, so equal reasons group
@@ -121,7 +131,7 @@ def insert_rows(
     new_row_ids = {
         row_id
         for (row_id,) in insert_new(
-            session, "jobs", records, conflict=("batch_id", "row_id"), returning=("row_id",), json_columns=("choices",)
+            session, "jobs", records, conflict=("batch_id", "row_id"), returning=("row_id",), json_columns=JOB_JSON_COLUMNS
         )
     }
     inserted = {r["row_id"]: r["id"] for r in records if r["row_id"] in new_row_ids}
@@ -253,12 +263,14 @@ def export_record(job: Job) -> dict[str, Any]:
         "id": job.row_id,
         "job_id": str(job.id),
         "status": job.status,
+        "kind": job.kind,
         "answer": job.answer,
-        "gold": job.gold,
-        "correct": None if job.gold is None or job.answer is None else job.answer == job.gold,
+        "gold": job.gold_aliases if job.kind == "open" else job.gold,
+        "correct": job.correct,
         "final_tier": job.final_tier,
         "path": [
-            {"tier": a.tier, "decision": a.decision, "answer": a.answer, "p_t": a.p_t, "p_t_options": a.p_t_options, "p_ik": a.p_ik}
+            {"tier": a.tier, "decision": a.decision, "answer": a.answer, "correct": a.correct, "p_t": a.p_t,
+             "p_t_options": a.p_t_options, "p_t_aggregate": a.p_t_aggregate, "p_ik": a.p_ik}
             for a in sorted(job.attempts, key=lambda a: a.tier_index)
         ],
         "tokens_in": job.tokens_in,

@@ -67,7 +67,7 @@ def _copy_insert(session, table, columns, rows, conflict, returning, json_column
     raw = session.connection().connection.driver_connection
     with raw.cursor() as cursor, cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([json.dumps(row[c]) if c in as_json else row[c] for c in columns])
+            copy.write_row([json.dumps(row[c]) if c in as_json and row[c] is not None else row[c] for c in columns])
     result = session.execute(
         text(
             f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} "

@@ -45,13 +45,13 @@ def shadow_counts(session: Session, where: AuditFilter, tiers: list[str], last: 
         tuple(row[:-1]): row[-1]
         for row in session.execute(select(*group, func.count()).select_from(kept).where(*kept_conditions).group_by(*group))
     }
-    right, shadow_right = kept.answer == Job.gold, shade.answer == Job.gold
+    right, shadow_right = kept.correct.is_(True), shade.correct.is_(True)
     paired = session.execute(
         select(
             *group,
             func.count(),
             func.sum(case((kept.answer == shade.answer, 1), else_=0)),
-            func.sum(case((Job.gold.is_not(None), 1), else_=0)),
+            func.sum(case((kept.correct.is_not(None), 1), else_=0)),
             func.sum(case((and_(right, ~shadow_right), 1), else_=0)),
             func.sum(case((and_(shadow_right, ~right), 1), else_=0)),
         )

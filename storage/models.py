@@ -76,12 +76,18 @@ class Job(Base):
     batch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("batches.id", ondelete="CASCADE"))
     row_id: Mapped[str | None] = mapped_column(String(255))  # the row's id in the batch's input file
     row_index: Mapped[int | None] = mapped_column(BigInteger)  # its position in the file, from 0
-    question: Mapped[str] = mapped_column(Text)
-    choices: Mapped[list[str]] = mapped_column(JSON)
-    gold: Mapped[str | None] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(8), default="choice", server_default="choice")  # choice | open
+    question: Mapped[str] = mapped_column(Text)  # the question, or a free-form job's prompt
+    choices: Mapped[list[str]] = mapped_column(JSON)  # [] for a free-form job
+    gold: Mapped[str | None] = mapped_column(String(8))  # the correct option's letter (choice jobs)
+    gold_aliases: Mapped[list[str] | None] = mapped_column(JSON)  # accepted answers (free-form jobs)
+    grader: Mapped[str | None] = mapped_column(String(16))  # how answers are graded: router.grading.GRADERS
+    max_tokens: Mapped[int | None] = mapped_column(Integer)  # free-form: new tokens asked for; None: the tier's
+    stop: Mapped[list[str] | None] = mapped_column(JSON)  # free-form: stop sequences; None: the tier's
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     pending_tier: Mapped[str | None] = mapped_column(String(64))  # the tier whose queue holds the job
-    answer: Mapped[str | None] = mapped_column(String(8))
+    answer: Mapped[str | None] = mapped_column(Text)  # an option letter, or the generated text; None: abstained
+    correct: Mapped[bool | None] = mapped_column(Boolean)  # the final answer graded; None: no gold
     final_tier: Mapped[str | None] = mapped_column(String(64))
     tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -98,6 +104,7 @@ class Job(Base):
 
     __table_args__ = (
         CheckConstraint("status IN ('queued', 'done', 'failed', 'cancelled')", name="status"),
+        CheckConstraint("kind IN ('choice', 'open')", name="kind"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
         UniqueConstraint("batch_id", "row_id", name="uq_jobs_batch_id_row_id"),
         Index("ix_jobs_batch_id_status", "batch_id", "status"),
@@ -111,10 +118,15 @@ class Job(Base):
             "batch_id": str(self.batch_id) if self.batch_id else None,
             "row_id": self.row_id,
             "status": self.status,
+            "kind": self.kind,
             "question": self.question,
             "choices": self.choices,
-            "gold": self.gold,
+            "gold": self.gold if self.kind != "open" else self.gold_aliases,
+            "grader": self.grader,
+            "max_tokens": self.max_tokens,
+            "stop": self.stop,
             "answer": self.answer,
+            "correct": self.correct,
             "final_tier": self.final_tier,
             "pending_tier": self.pending_tier,
             "tokens_in": self.tokens_in,
@@ -164,10 +176,13 @@ class Attempt(Base):
     tier: Mapped[str] = mapped_column(String(64))
     tier_index: Mapped[int] = mapped_column(SmallInteger)
     model: Mapped[str] = mapped_column(Text)
-    answer: Mapped[str | None] = mapped_column(String(8))
-    p_t: Mapped[float | None] = mapped_column(Double)
+    answer: Mapped[str | None] = mapped_column(Text)  # an option letter, or the generated text
+    correct: Mapped[bool | None] = mapped_column(Boolean)  # this tier's answer graded; None: no gold
+    p_t: Mapped[float | None] = mapped_column(Double)  # free-form: the tier's p_t_aggregate of token_logprobs
     p_t_options: Mapped[float | None] = mapped_column(Double)
     p_ik: Mapped[float | None] = mapped_column(Double)
+    p_t_aggregate: Mapped[str | None] = mapped_column(String(16))  # free-form: how p_t was aggregated
+    token_logprobs: Mapped[list[float] | None] = mapped_column(JSON)  # free-form: each generated token's log-prob
     tau_t: Mapped[float | None] = mapped_column(Double)
     tau_ik: Mapped[float | None] = mapped_column(Double)
     decision: Mapped[str] = mapped_column(String(16))
@@ -188,7 +203,7 @@ class Attempt(Base):
 
     __table_args__ = (
         UniqueConstraint("job_id", "tier", name="uq_attempts_job_id_tier"),
-        CheckConstraint("decision IN ('accepted', 'escalated', 'failed')", name="decision"),
+        CheckConstraint("decision IN ('accepted', 'escalated', 'failed', 'abstained')", name="decision"),
         Index("ix_attempts_tier_decision", "tier", "decision"),
         Index("ix_attempts_created_at", "created_at"),
         Index("ix_attempts_tier_p_t", "tier", "p_t"),
@@ -199,8 +214,11 @@ class Attempt(Base):
             "tier": self.tier,
             "model": self.model,
             "answer": self.answer,
+            "correct": self.correct,
             "p_t": self.p_t,
             "p_t_options": self.p_t_options,
+            "p_t_aggregate": self.p_t_aggregate,
+            "token_logprobs": self.token_logprobs,
             "p_ik": self.p_ik,
             "tau_t": self.tau_t,
             "tau_ik": self.tau_ik,

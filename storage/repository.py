@@ -23,10 +23,31 @@ class ExternalIdConflict(ValueError):
 
 @dataclass(frozen=True)
 class NewJob:
-    question: str
-    choices: list[str]
-    gold: str | None = None
+    question: str  # the question, or a free-form job's prompt
+    choices: list[str]  # [] for a free-form job
+    gold: str | None = None  # the correct letter (choice jobs)
     external_id: str | None = None
+    kind: str = "choice"
+    gold_aliases: list[str] | None = None  # accepted answers (free-form jobs)
+    grader: str | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The job's columns that say what it asks (the same in `jobs` whichever way it came in)."""
+        return {
+            "kind": self.kind,
+            "question": self.question,
+            "choices": list(self.choices),
+            "gold": self.gold,
+            "gold_aliases": self.gold_aliases,
+            "grader": self.grader,
+            "max_tokens": self.max_tokens,
+            "stop": self.stop,
+        }
+
+
+JOB_JSON_COLUMNS = ("choices", "gold_aliases", "stop")
 
 
 @dataclass(frozen=True)
@@ -39,8 +60,11 @@ class AttemptRecord:
     model: str
     decision: str
     answer: str | None = None
+    correct: bool | None = None
     p_t: float | None = None
     p_t_options: float | None = None
+    p_t_aggregate: str | None = None
+    token_logprobs: list[float] | None = None
     p_ik: float | None = None
     tau_t: float | None = None
     tau_ik: float | None = None
@@ -57,13 +81,37 @@ class AttemptRecord:
 
 @dataclass(frozen=True)
 class PendingJob:
-    """The part of a job a tier needs to score it."""
+    """The part of a job a tier needs to score it (and grade its answer)."""
 
     id: uuid.UUID
     question: str
     choices: list[str]
+    kind: str = "choice"
+    gold: str | None = None
+    gold_aliases: list[str] | None = None
+    grader: str | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+
+    @property
+    def accepted_answers(self) -> list[str] | None:
+        """What the grader compares the answer with: the gold letter, or the gold aliases."""
+        if self.kind == "open":
+            return self.gold_aliases
+        return [self.gold] if self.gold else None
 
 
+_PENDING_COLUMNS = (Job.id, Job.question, Job.choices, Job.kind, Job.gold, Job.gold_aliases, Job.grader, Job.max_tokens, Job.stop)
+
+
+def _pending(row) -> PendingJob:
+    return PendingJob(
+        id=row.id, question=row.question, choices=list(row.choices or []), kind=row.kind or "choice", gold=row.gold,
+        gold_aliases=row.gold_aliases, grader=row.grader, max_tokens=row.max_tokens, stop=row.stop,
+    )
+
+
+ATTEMPT_JSON_COLUMNS = ("token_logprobs",)
 ZERO_TOTALS = {"tokens_in": 0, "tokens_out": 0, "flops": 0.0, "cost_usd": 0.0, "latency_ms": 0.0}
 
 
@@ -76,9 +124,7 @@ def add_jobs(session: Session, jobs: Sequence[NewJob], *, first_tier: str) -> li
         {
             "id": uuid.uuid4(),
             "external_id": job.external_id,
-            "question": job.question,
-            "choices": list(job.choices),
-            "gold": job.gold,
+            **job.stored(),
             "status": JobStatus.QUEUED.value,
             "pending_tier": first_tier,
             "created_at": utcnow(),
@@ -88,21 +134,21 @@ def add_jobs(session: Session, jobs: Sequence[NewJob], *, first_tier: str) -> li
     ]
     if not rows:
         return []
-    created = {row[0] for row in insert_new(session, "jobs", rows, conflict=("external_id",), returning=("id",), json_columns=("choices",))}
+    created = {row[0] for row in insert_new(session, "jobs", rows, conflict=("external_id",), returning=("id",), json_columns=JOB_JSON_COLUMNS)}
     result = []
     missing = [r["external_id"] for r in rows if r["id"] not in created]
     existing = {}
     if missing:
         existing = {
             row.external_id: row
-            for row in session.execute(select(Job.external_id, Job.id, Job.question, Job.choices).where(Job.external_id.in_(missing)))
+            for row in session.execute(select(Job.external_id, Job.id, Job.kind, Job.question, Job.choices).where(Job.external_id.in_(missing)))
         }
     for row in rows:
         if row["id"] in created:
             result.append((row["id"], True))
             continue
         first = existing[row["external_id"]]
-        if (first.question, list(first.choices)) != (row["question"], row["choices"]):
+        if (first.kind, first.question, list(first.choices)) != (row["kind"], row["question"], row["choices"]):
             raise ExternalIdConflict(
                 f"external id {row['external_id']!r} already names another question (job {first.id}): "
                 "give this question an external id of its own"
@@ -146,9 +192,7 @@ def work_for_tier(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> 
         session.execute(select(Attempt.job_id, Attempt.decision).where(key_in(session, Attempt.job_id, ids), Attempt.tier == tier)
         ).all()
     )
-    rows = session.execute(
-        select(Job.id, Job.question, Job.choices, Job.status, Job.pending_tier).where(key_in(session, Job.id, ids))
-    ).all()
+    rows = session.execute(select(*_PENDING_COLUMNS, Job.status, Job.pending_tier).where(key_in(session, Job.id, ids))).all()
     pending: list[PendingJob] = []
     reforward: dict[str, list[uuid.UUID]] = {}
     for row in rows:
@@ -156,7 +200,7 @@ def work_for_tier(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> 
             continue
         decision = tried.get(row.id)
         if decision is None and row.pending_tier == tier:
-            pending.append(PendingJob(id=row.id, question=row.question, choices=list(row.choices)))
+            pending.append(_pending(row))
         elif decision == Decision.ESCALATED.value and row.pending_tier not in (None, tier):
             reforward.setdefault(row.pending_tier, []).append(row.id)
     return TierWork(pending, reforward, len(ids) - len(pending))
@@ -169,11 +213,9 @@ def shadow_work(session: Session, job_ids: Iterable[uuid.UUID], tier: str) -> li
         return []
     tried = select(Attempt.id).where(Attempt.job_id == Job.id, Attempt.tier == tier).exists()
     rows = session.execute(
-        select(Job.id, Job.question, Job.choices).where(
-            key_in(session, Job.id, ids), Job.status == JobStatus.DONE.value, Job.final_tier != tier, ~tried
-        )
+        select(*_PENDING_COLUMNS).where(key_in(session, Job.id, ids), Job.status == JobStatus.DONE.value, Job.final_tier != tier, ~tried)
     ).all()
-    return [PendingJob(id=row.id, question=row.question, choices=list(row.choices)) for row in rows]
+    return [_pending(row) for row in rows]
 
 
 def record_shadows(session: Session, records: Sequence[AttemptRecord]) -> set[uuid.UUID]:
@@ -182,7 +224,7 @@ def record_shadows(session: Session, records: Sequence[AttemptRecord]) -> set[uu
         return set()
     now = utcnow()
     rows = [{**vars(r), "shadow": True, "error": None if r.error is None else redact(r.error), "created_at": now} for r in records]
-    return {row[0] for row in insert_new(session, "attempts", rows, conflict=("job_id", "tier"), returning=("job_id",))}
+    return {row[0] for row in insert_new(session, "attempts", rows, conflict=("job_id", "tier"), returning=("job_id",), json_columns=ATTEMPT_JSON_COLUMNS)}
 
 
 def record_attempts(
@@ -210,7 +252,9 @@ def record_attempts(
         for r in records
         if r.job_id in live
     ]
-    inserted = {row[0] for row in insert_new(session, "attempts", rows, conflict=("job_id", "tier"), returning=("job_id",))}
+    inserted = {
+        row[0] for row in insert_new(session, "attempts", rows, conflict=("job_id", "tier"), returning=("job_id",), json_columns=ATTEMPT_JSON_COLUMNS)
+    }
     if finished:
         _roll_up_totals(session, finished)
     return inserted
@@ -243,8 +287,17 @@ def _move_waiting(
     if accepted:
         finished |= _update_waiting_jobs(
             session,
-            [{"job_id": r.job_id, "answer": r.answer} for r in accepted],
+            [{"job_id": r.job_id, "answer": r.answer, "correct": r.correct} for r in accepted],
             {"status": JobStatus.DONE.value, "final_tier": tier, "pending_tier": None, "finished_at": now},
+            tier=tier,
+        )
+    abstained = by_decision.get(Decision.ABSTAINED.value, [])
+    if abstained:
+        # Done, with no answer: a graded job that got none is not right (and not a hallucination).
+        finished |= _update_waiting_jobs(
+            session,
+            [{"job_id": r.job_id, "correct": None if r.correct is None else False} for r in abstained],
+            {"status": JobStatus.DONE.value, "final_tier": tier, "pending_tier": None, "finished_at": now, "answer": None},
             tier=tier,
         )
     failed = by_decision.get(Decision.FAILED.value, [])
@@ -258,6 +311,9 @@ def _move_waiting(
     return moved | finished, sorted(finished)
 
 
+_ARRAY_TYPES = {"correct": "boolean[]"}  # per-row values that are not text
+
+
 def _update_waiting_jobs(session: Session, rows: list[dict[str, Any]], fixed: dict[str, Any], *, tier: str) -> set[uuid.UUID]:
     """Set per-job values (`rows`, keyed by job_id) plus `fixed` ones on the jobs still queued on
     `tier`; returns the ids updated. PostgreSQL gets one UPDATE ... FROM unnest(arrays) ... RETURNING;
@@ -268,7 +324,7 @@ def _update_waiting_jobs(session: Session, rows: list[dict[str, Any]], fixed: di
         # Array parameters instead of a VALUES list of hundreds of bound values.
         assignments = [f"{k} = :{k}" for k in fixed] + [f"{k} = v.{k}" for k in per_row]
         columns = ", ".join(["job_id", *per_row])
-        arrays = ", ".join(["CAST(:ids AS uuid[])", *(f"CAST(:{k}_values AS text[])" for k in per_row)])
+        arrays = ", ".join(["CAST(:ids AS uuid[])", *(f"CAST(:{k}_values AS {_ARRAY_TYPES.get(k, 'text[]')})" for k in per_row)])
         params: dict[str, Any] = {"ids": [row["job_id"] for row in rows], "waiting_on": tier, **fixed}
         for k in per_row:
             params[f"{k}_values"] = [row[k] for row in rows]

@@ -1,9 +1,10 @@
-"""The Python API for applications: submit questions, fetch results.
+"""The Python API for applications: submit questions or free-form prompts, fetch results.
 
     from cascade.workers.client import Cascade
     cascade = Cascade()                      # config, broker and database from the environment
     job_id = cascade.submit("2 + 2 = ?", choices=["3", "4"], external_id="q-1")
     print(cascade.result(job_id, timeout=60)["answer"])
+    job_id = cascade.submit("Who wrote Middlemarch?", gold=["George Eliot", "Mary Ann Evans"])  # free-form
 
 A producer needs neither torch nor a model: it writes the job row, then enqueues it on the first tier.
 """
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cascade.router.config import CascadeConfig
-from cascade.router.prompts import make_question, normalise_gold, storable_text
+from cascade.router.job_spec import JobSpec, make_job_spec
+from cascade.router.prompts import storable_text
 from cascade.storage.engine import session_scope
 from cascade.storage.models import JobStatus
 from cascade.storage.repository import NewJob, add_jobs, find_job, job_statuses, unstarted
@@ -57,28 +59,34 @@ class Cascade:
     def submit(
         self,
         question: str,
-        choices: Sequence[str] | Mapping[str, str],
+        choices: Sequence[str] | Mapping[str, str] | None = None,
         *,
         external_id: str | None = None,
-        gold: str | int | None = None,
+        gold: str | int | Sequence[str] | None = None,
+        grader: str | None = None,
+        max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
     ) -> str:
-        """Queue one question; returns its job id. A repeated external_id returns the first job's id."""
-        return self.submit_many([{"question": question, "choices": choices, "external_id": external_id, "gold": gold}])[0]
+        """Queue one job; returns its job id. With `choices` it is a multiple-choice question (gold: the
+        letter, index or option text); without, a free-form prompt (gold: one accepted answer or a list,
+        graded by `grader`: contains (default), exact or number; `max_tokens` and `stop` default to the
+        tier's). A repeated external_id returns the first job's id."""
+        item = {"question": question, "choices": choices, "external_id": external_id, "gold": gold, "grader": grader,
+                "max_tokens": max_tokens, "stop": stop}
+        return self.submit_many([item])[0]
 
     def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Queue many questions in one transaction and as few messages as possible."""
+        """Queue many jobs (the keyword arguments of `submit`, as mappings) in one transaction and as
+        few messages as possible."""
+        limit = self.settings.config.max_tokens_limit
         new_jobs = []
         for item in items:
-            question = make_question(item.get("question"), item.get("choices"))
-            external_id = item.get("external_id")
-            new_jobs.append(
-                NewJob(
-                    question=question.text,
-                    choices=list(question.choices),
-                    gold=normalise_gold(item.get("gold"), question),
-                    external_id=None if external_id is None else storable_text(str(external_id), "external_id", limit=255),
-                )
+            spec = make_job_spec(
+                item.get("question"), item.get("choices"), gold=item.get("gold"), grader=item.get("grader"),
+                max_tokens=item.get("max_tokens"), stop=item.get("stop"), max_tokens_limit=limit,
             )
+            external_id = item.get("external_id")
+            new_jobs.append(new_job(spec, None if external_id is None else storable_text(str(external_id), "external_id", limit=255)))
         first = self.settings.config.first
         with session_scope(self.database_url) as session:
             added = add_jobs(session, new_jobs, first_tier=first.name)
@@ -134,6 +142,21 @@ class Cascade:
             time.sleep(0.1)
 
 
+def new_job(spec: JobSpec, external_id: str | None = None) -> NewJob:
+    """The row to store for a validated job."""
+    return NewJob(
+        question=spec.question,
+        choices=list(spec.choices),
+        gold=spec.gold,
+        external_id=external_id,
+        kind=spec.kind,
+        gold_aliases=None if spec.gold_aliases is None else list(spec.gold_aliases),
+        grader=spec.grader,
+        max_tokens=spec.max_tokens,
+        stop=None if spec.stop is None else list(spec.stop),
+    )
+
+
 _default: Cascade | None = None
 
 
@@ -144,9 +167,9 @@ def _client() -> Cascade:
     return _default
 
 
-def submit(question: str, choices: Sequence[str] | Mapping[str, str], *, external_id: str | None = None, gold=None) -> str:
-    """Queue a question on the cascade configured by the environment; returns the job id."""
-    return _client().submit(question, choices, external_id=external_id, gold=gold)
+def submit(question: str, choices: Sequence[str] | Mapping[str, str] | None = None, **options: Any) -> str:
+    """Queue a job on the cascade configured by the environment (options as Cascade.submit); returns the job id."""
+    return _client().submit(question, choices, **options)
 
 
 def result(job_id: str, timeout: float | None = None) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def test_calibrated_thresholds_are_written_into_the_right_tier(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('# keep me\n[[tiers]]\nname = "small"\nbackend = "null"\nmodel = "a"\ntau_t = 0.9\n\n'
                     '[[tiers]]\nname = "large"\nbackend = "null"\nmodel = "b"\ntau_t = 0.7\n')
-    write_thresholds(path, "small", 0.85, 0.42)
+    write_thresholds(path, "small", {"tau_t": 0.85, "tau_ik": 0.42})
     config = load_config(path)
     assert (config.tier("small").tau_t, config.tier("small").tau_ik) == (0.85, 0.42)
     assert config.tier("large").tau_t == 0.7 and path.read_text().startswith("# keep me")

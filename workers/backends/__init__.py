@@ -8,7 +8,7 @@ import importlib
 
 from cascade.router.config import CascadeConfig, Tier
 from cascade.router.errors import ConfigError
-from cascade.workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
+from cascade.workers.backends.base import Backend, BackendError, GeneratedAnswer, ItemFailure, ScoredAnswer
 
 BACKENDS: dict[str, str] = {
     "transformers": "cascade.workers.backends.transformers_backend:TransformersBackend",
@@ -43,13 +43,20 @@ def backend_class(tier: Tier) -> type[Backend]:
 
 
 def check_tier(tier: Tier) -> None:
-    """Refuse a tier its backend cannot serve: an unknown backend, or a probe on one without hidden states."""
+    """Refuse a tier its backend cannot serve: an unknown backend, a probe on one without hidden states,
+    or one without text output (free-form jobs go through every tier)."""
     cls = backend_class(tier)
-    if tier.probe is not None and not cls.exposes_hidden_states:
+    for key in ("probe", "open_probe"):
+        if getattr(tier, key) is not None and not cls.exposes_hidden_states:
+            raise ConfigError(
+                f"tiers[{tier.index}] ({tier.name}).{key}: the {tier.backend} backend exposes no hidden states, so it "
+                f"cannot compute P(IK); remove `{key}` (the tier then routes on P(T) alone) or serve this tier with "
+                "the transformers backend"
+            )
+    if not cls.generates_text:
         raise ConfigError(
-            f"tiers[{tier.index}] ({tier.name}).probe: the {tier.backend} backend exposes no hidden states, so it "
-            "cannot compute P(IK); remove `probe` (the tier then routes on P(T) alone) or serve this tier with "
-            "the transformers backend"
+            f"tiers[{tier.index}] ({tier.name}).backend: the {tier.backend} backend has no text output, so it cannot "
+            "answer free-form jobs, and every tier must answer both kinds; serve this tier with transformers, vllm or openai"
         )
 
 
@@ -69,6 +76,7 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "BackendError",
+    "GeneratedAnswer",
     "ItemFailure",
     "ScoredAnswer",
     "backend_class",

@@ -1,4 +1,5 @@
-"""What every backend provides: load once, then score a list of questions in as few passes as it can."""
+"""What every backend provides: load once, then score a list of multiple-choice questions, or generate
+answers to free-form prompts, in as few passes as it can."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cascade.router.config import Tier
-from cascade.router.prompts import Question
+from cascade.router.prompts import OpenPrompt, Question
 
 
 class BackendError(Exception):
@@ -29,6 +30,18 @@ class ScoredAnswer:
 
 
 @dataclass
+class GeneratedAnswer:
+    """A tier's free-form answer to one prompt, with each generated token's log-probability."""
+
+    text: str
+    token_logprobs: list[float]  # natural log, one per generated token (stop sequences trimmed)
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str = "stop"  # "stop" (end of text or a stop sequence) or "length" (max_tokens)
+    hidden: np.ndarray | None = None  # last prompt token's hidden state at the probe layer
+
+
+@dataclass
 class ItemFailure:
     """One question that this tier cannot answer; the rest of its batch goes on."""
 
@@ -39,6 +52,7 @@ class Backend(ABC):
     """One tier's model in one worker process."""
 
     exposes_hidden_states = True  # False: the tier cannot carry a P(IK) probe
+    generates_text = True  # False: the backend cannot answer free-form prompts, so no tier may use it
 
     def __init__(self, tier: Tier):
         self.tier = tier
@@ -75,3 +89,8 @@ class Backend(ABC):
     @abstractmethod
     def count_tokens(self, questions: Sequence[Question]) -> list[int]:
         """Prompt tokens each question would cost on this tier, without running the model."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[OpenPrompt], *, layer: int | None = None) -> list[GeneratedAnswer | ItemFailure]:
+        """Answer every free-form prompt greedily, up to its max_tokens or a stop sequence; capture the
+        last prompt token's hidden state at `layer` when it is given."""

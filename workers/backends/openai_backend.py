@@ -2,7 +2,9 @@
 
 One request per question, up to `concurrency` in flight; one answer token with `logprobs` and
 `top_logprobs`. P(T) is the probability of the answer letter (its spellings summed), renormalised
-over the option letters that appear among the top logprobs. No hidden states: the tier routes on
+over the option letters that appear among the top logprobs. A free-form prompt is one chat
+completion with `logprobs`, `max_tokens` and `stop`; each generated token's log-probability comes
+back in the response, and `usage` gives the tokens (and so the USD). No hidden states: the tier routes on
 P(T) alone. Retries (429, 5xx, timeouts, connection errors) use exponential backoff with jitter and
 honour Retry-After; after the last one the question fails with the reason. The API key is read from
 the environment variable the tier names and is never logged or stored.
@@ -15,10 +17,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from cascade.router.prompts import Question, render_chat
+from cascade.router.prompts import OpenPrompt, Question, render_chat, render_open_chat
 from cascade.router.redact import redact, redact_url
 from cascade.router.signals import answer_from_letter_probs, letter_probs_from_logprobs
-from cascade.workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
+from cascade.workers.backends.base import Backend, BackendError, GeneratedAnswer, ItemFailure, ScoredAnswer
 
 TOP_LOGPROBS = 20  # the most OpenAI accepts
 
@@ -69,17 +71,41 @@ class OpenAIBackend(Backend):
             "top_logprobs": TOP_LOGPROBS,
         }
 
+    def generate(self, prompts: Sequence[OpenPrompt], *, layer: int | None = None) -> list[GeneratedAnswer | ItemFailure]:
+        return list(self._pool.map(self._ask_open, prompts))
+
+    def open_request(self, prompt: OpenPrompt) -> dict[str, Any]:
+        """The chat completion request for one free-form prompt: greedy, with each token's logprob."""
+        request: dict[str, Any] = {
+            "model": self.tier.model,
+            "messages": render_open_chat(prompt),
+            "max_tokens": prompt.max_tokens,
+            "temperature": 0.0,
+            "logprobs": True,
+        }
+        if prompt.stop:
+            request["stop"] = list(prompt.stop)
+        return request
+
+    def _ask_open(self, prompt: OpenPrompt) -> GeneratedAnswer | ItemFailure:
+        response = self._call(self.open_request(prompt))
+        return response if isinstance(response, ItemFailure) else parse_generation(response)
+
     def _ask(self, question: Question) -> ScoredAnswer | ItemFailure:
+        response = self._call(self.request(question))
+        return response if isinstance(response, ItemFailure) else parse_response(response, question)
+
+    def _call(self, request: dict[str, Any]):
+        """The server's response, or an ItemFailure saying why there is none (after the retries)."""
         openai = self._openai
         try:
-            response = self.client.chat.completions.create(**self.request(question))
+            return self.client.chat.completions.create(**request)
         except openai.APIStatusError as exc:
             return ItemFailure(f"HTTP {exc.status_code} from {self._where()} after {self.tier.max_retries} retries: {_short(exc.message)}")
         except openai.APITimeoutError:
             return ItemFailure(f"timed out after {self.tier.timeout_s:g} s ({self.tier.max_retries} retries) at {self._where()}")
         except openai.APIConnectionError as exc:
             return ItemFailure(f"cannot reach {self._where()} after {self.tier.max_retries} retries: {_short(redact(str(exc.__cause__ or exc)))}")
-        return parse_response(response, question)
 
     def _where(self) -> str:
         return redact_url(self.tier.base_url) if self.tier.base_url else "api.openai.com"
@@ -104,6 +130,24 @@ def parse_response(response, question: Question) -> ScoredAnswer | ItemFailure:
         p_t_options=confidence.p_t_options,
         tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
         tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
+    )
+
+
+def parse_generation(response) -> GeneratedAnswer | ItemFailure:
+    """The generated text, each token's log-probability and the token counts of a chat completion."""
+    choice = response.choices[0]
+    content = choice.logprobs.content if choice.logprobs is not None else None
+    text = choice.message.content or ""
+    if content is None:
+        return ItemFailure("the server returned no logprobs: it must support logprobs on chat completions")
+    usage = response.usage
+    tokens_out = int(getattr(usage, "completion_tokens", 0) or 0) or len(content)
+    return GeneratedAnswer(
+        text=text.strip(),
+        token_logprobs=[float(t.logprob) for t in content if t.logprob is not None],
+        tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+        tokens_out=tokens_out,
+        finish_reason="length" if choice.finish_reason == "length" else "stop",
     )
 
 

@@ -1,5 +1,7 @@
 """Local models through `transformers`: one forward pass per batch gives the answer, P(T) and the
 probe layer's hidden state (`logits_to_keep=1` and a forward hook, never all hidden states).
+Free-form prompts: one prefill per batch (the same hook), then greedy decoding on the KV cache, one
+token per row per step, keeping each token's log-probability; the prompt is never recomputed.
 
 Model sources: `tiny:NAME` (random weights built from a config), a local directory, a `.gguf` file
 (dequantised by transformers' GGUF loader), or a Hugging Face id already in the offline cache.
@@ -13,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.router.prompts import Question, render, render_chat
+from cascade.router.prompts import OpenPrompt, Question, render, render_chat, render_open, render_open_chat
 from cascade.router.signals import answer_from_letter_probs
 from cascade.workers.backends import packaged, tiny
-from cascade.workers.backends.base import Backend, BackendError, ItemFailure, ScoredAnswer
+from cascade.workers.backends.base import Backend, BackendError, GeneratedAnswer, ItemFailure, ScoredAnswer
 from cascade.workers.backends.gguf import gguf_arguments
 
 _LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
@@ -41,6 +43,8 @@ class TransformersBackend(Backend):
         self._params = float(sum(p.numel() for p in self.model.parameters()))
         self._letter_ids = {letter: self._letter_token_ids(letter) for letter in "ABCDEFGHIJ"}
         self._letter_index = None
+        self._eos_ids = _eos_token_ids(self.model, self.tokenizer)
+        self._cache_argument = _cache_argument(self.model)
         self.compiled = self.tier.compile
         if self.compiled:
             # Fixed bucket shapes (see bucket_width) keep recompilation to a handful of graphs per process.
@@ -170,41 +174,46 @@ class TransformersBackend(Backend):
         """One batched pass per `max_batch` questions. `layer` may be a list (probe training):
         then each answer's `hidden` maps layer -> last-token hidden state, from the same pass."""
         encoded = self.encode(questions)
-        results: list[ScoredAnswer | ItemFailure | None] = [None] * len(questions)
+        return self._in_batches(encoded, [0] * len(encoded), lambda chunk: self._forward(
+            [encoded[i] for i in chunk], [questions[i] for i in chunk], layer))
+
+    def _in_batches(self, encoded: list[list[int]], new_tokens: list[int], run) -> list:
+        """Run `run(indices)` on length-sorted slices of max_batch prompts (sorting keeps padding small);
+        a prompt that cannot fit the context with its new tokens fails alone."""
+        results: list = [None] * len(encoded)
         runnable = []
         for i, ids in enumerate(encoded):
-            if len(ids) >= self.context_tokens:
+            if len(ids) + new_tokens[i] >= self.context_tokens:
+                asked = f" plus {new_tokens[i]} new tokens" if new_tokens[i] else ""
                 results[i] = ItemFailure(
-                    f"prompt is {len(ids)} tokens, longer than the model's context of {self.context_tokens}"
+                    f"prompt is {len(ids)} tokens{asked}, longer than the model's context of {self.context_tokens}"
                 )
             else:
                 runnable.append(i)
-        # Sorting by length before slicing into batches keeps padding small.
         runnable.sort(key=lambda i: len(encoded[i]))
         step = self.tier.max_batch
         for start in range(0, len(runnable), step):
             chunk = runnable[start : start + step]
-            scored = self._forward([encoded[i] for i in chunk], [questions[i] for i in chunk], layer)
-            for i, item in zip(chunk, scored):
+            for i, item in zip(chunk, run(chunk)):
                 results[i] = item
-        return results  # type: ignore[return-value]
+        return results
 
-    def _forward(self, batch: list[list[int]], questions: list[Question], layer) -> list[ScoredAnswer]:
+    def _left_padded(self, batch: list[list[int]], width: int, rows: int):
+        """input_ids, attention mask and position ids of a left-padded batch (`rows` >= len(batch))."""
         torch = self._torch
-        width = max(len(ids) for ids in batch)
-        rows = len(batch)
-        if self.compiled:
-            width, rows = bucket_width(width, self.context_tokens), self.tier.max_batch
         self.padding.add(sum(len(ids) for ids in batch), width * rows)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((rows, width), pad, dtype=torch.long)
+        input_ids = torch.full((rows, width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((rows, width), dtype=torch.long)
         for row, ids in enumerate(batch):
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             mask[row, width - len(ids) :] = 1
         mask[len(batch) :, -1] = 1  # filler rows of a fixed-size batch attend to one pad token
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        captured: dict[int, object] = {}
+        return input_ids, mask, positions
+
+    def _hook_layers(self, layer, captured: dict) -> list:
+        """Forward hooks keeping the last token's hidden state at each wanted layer (the prompt's
+        last token, in a left-padded prefill)."""
         wanted = [] if layer is None else ([layer] if isinstance(layer, int) else list(layer))
         handles = []
         for index in wanted:
@@ -212,10 +221,24 @@ class TransformersBackend(Backend):
                 raise BackendError(f"tier {self.tier.name}: layer {index} out of range 0..{len(self.layers) - 1}")
 
             def keep_last_token(_module, _inputs, output, index=index):
+                if index in captured:  # decoding steps run the hook too; only the prefill counts
+                    return
                 hidden = output[0] if isinstance(output, tuple) else output
                 captured[index] = hidden[:, -1, :].float().cpu()
 
             handles.append(self.layers[index].register_forward_hook(keep_last_token))
+        return handles
+
+    def _forward(self, batch: list[list[int]], questions: list[Question], layer) -> list[ScoredAnswer]:
+        torch = self._torch
+        width = max(len(ids) for ids in batch)
+        rows = len(batch)
+        if self.compiled:
+            width, rows = bucket_width(width, self.context_tokens), self.tier.max_batch
+        input_ids, mask, positions = self._left_padded(batch, width, rows)
+        captured: dict[int, object] = {}
+        wanted = [] if layer is None else ([layer] if isinstance(layer, int) else list(layer))
+        handles = self._hook_layers(layer, captured)
         try:
             with self._lock, torch.inference_mode():
                 out = self._forward_fn(
@@ -235,6 +258,63 @@ class TransformersBackend(Backend):
             _scored(q, letter_probs[row], len(batch[row]), _hidden_for(row, arrays, layer))
             for row, q in enumerate(questions)
         ]
+
+    # -- generation ------------------------------------------------------------------------------
+
+    def encode_open(self, prompts: Sequence[OpenPrompt]) -> list[list[int]]:
+        if self.use_chat:
+            texts = [
+                self.tokenizer.apply_chat_template(render_open_chat(p), add_generation_prompt=True, tokenize=False)
+                for p in prompts
+            ]
+            return [self.tokenizer.encode(t, add_special_tokens=False, verbose=False) for t in texts]
+        return [self.tokenizer.encode(render_open(p), add_special_tokens=True, verbose=False) for p in prompts]
+
+    def generate(self, prompts: Sequence[OpenPrompt], *, layer: int | Sequence[int] | None = None) -> list[GeneratedAnswer | ItemFailure]:
+        """Greedy answers, batched like scoring: one prefill per `max_batch` prompts, then one decoding
+        step per new token for the whole batch, on the KV cache."""
+        encoded = self.encode_open(prompts)
+        return self._in_batches(encoded, [p.max_tokens for p in prompts], lambda chunk: self._generate_batch(
+            [encoded[i] for i in chunk], [prompts[i] for i in chunk], layer))
+
+    def _generate_batch(self, batch: list[list[int]], prompts: list[OpenPrompt], layer) -> list[GeneratedAnswer]:
+        torch = self._torch
+        rows = len(batch)
+        input_ids, mask, positions = self._left_padded(batch, max(len(ids) for ids in batch), rows)
+        captured: dict[int, object] = {}
+        handles = self._hook_layers(layer, captured)
+        decoders = [_Decoding(self.tokenizer, p, self._eos_ids) for p in prompts]
+        device = self.device
+        try:
+            with self._lock, torch.inference_mode():
+                mask = mask.to(device)
+                out = self.model(
+                    input_ids=input_ids.to(device), attention_mask=mask, position_ids=positions.to(device),
+                    logits_to_keep=1, use_cache=True,
+                )
+                for handle in handles:
+                    handle.remove()
+                handles = []
+                cache, next_position = _cache_of(out), positions[:, -1:].to(device) + 1
+                for _step in range(max(p.max_tokens for p in prompts)):
+                    logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+                    chosen = logprobs.argmax(dim=-1)
+                    chosen_logprob = logprobs.gather(-1, chosen[:, None])[:, 0]
+                    for decoding, token, logprob in zip(decoders, chosen.tolist(), chosen_logprob.tolist()):
+                        decoding.add(token, logprob)
+                    if all(d.finished for d in decoders):
+                        break
+                    mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
+                    out = self.model(
+                        input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position,
+                        use_cache=True, **{self._cache_argument: cache},
+                    )
+                    cache, next_position = _cache_of(out), next_position + 1
+        finally:
+            for handle in handles:
+                handle.remove()
+        arrays = {index: values[:rows].numpy() for index, values in captured.items()}
+        return [d.answer(len(batch[row]), _hidden_for(row, arrays, layer)) for row, d in enumerate(decoders)]
 
 
     def _letter_matrix(self, probs):
@@ -297,6 +377,76 @@ def _scored(question: Question, letter_probs: np.ndarray, tokens_in: int, hidden
         tokens_out=1,
         hidden=hidden,
     )
+
+
+class _Decoding:
+    """One row's greedy answer as it grows: stops at an end-of-text token, a stop sequence or max_tokens."""
+
+    def __init__(self, tokenizer, prompt: OpenPrompt, eos_ids: set[int]):
+        self.tokenizer, self.prompt, self.eos_ids = tokenizer, prompt, eos_ids
+        self.tokens: list[int] = []
+        self.logprobs: list[float] = []
+        self.finished = False
+        self.finish_reason = "length"
+        self.text: str | None = None
+        self.kept = 0  # tokens before a stop sequence
+
+    def add(self, token: int, logprob: float) -> None:
+        if self.finished:
+            return
+        if token in self.eos_ids:
+            self.finished, self.finish_reason = True, "stop"
+            return
+        self.tokens.append(token)
+        self.logprobs.append(logprob)
+        if self.prompt.stop:
+            text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+            cut = min((text.find(s) for s in self.prompt.stop if s in text), default=-1)
+            if cut >= 0:
+                self.text, self.finished, self.finish_reason = text[:cut], True, "stop"
+                self.kept = _tokens_within(self.tokenizer, self.tokens, cut)
+                return
+        if len(self.tokens) >= self.prompt.max_tokens:
+            self.finished = True
+
+    def answer(self, tokens_in: int, hidden) -> GeneratedAnswer:
+        text = self.text if self.text is not None else self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        kept = self.logprobs[: self.kept] if self.text is not None else self.logprobs
+        return GeneratedAnswer(
+            text=text.strip(), token_logprobs=kept, tokens_in=tokens_in, tokens_out=len(self.tokens),
+            finish_reason=self.finish_reason, hidden=hidden,
+        )
+
+
+def _tokens_within(tokenizer, tokens: list[int], chars: int) -> int:
+    """How many leading tokens decode to text that ends at or before `chars` characters."""
+    count = 0
+    while count < len(tokens) and len(tokenizer.decode(tokens[: count + 1], skip_special_tokens=True)) <= chars:
+        count += 1
+    return count
+
+
+def _cache_argument(model) -> str:
+    """The forward argument that takes the KV cache: `cache` in recent transformers, `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _eos_token_ids(model, tokenizer) -> set[int]:
+    """Every token that ends an answer: the tokenizer's end of text and the model's generation config's."""
+    ids: set[int] = set()
+    for value in (getattr(getattr(model, "generation_config", None), "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return ids
 
 
 def _decoder_layers(model):

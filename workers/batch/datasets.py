@@ -1,7 +1,9 @@
 """Streaming readers for offline datasets (JSONL, CSV, Parquet): one row at a time, flat memory.
 
-Each row comes out as a `DatasetRow`: its position, its id, and either a validated question or
-the reason it cannot be asked. A malformed row never stops the stream. Positions are what a person
+Each row comes out as a `DatasetRow`: its position, its id, and either a validated job or the
+reason it cannot be asked. A row with `choices` (or option columns A, B, ...) is a multiple-choice
+question; a row without is a free-form prompt, with optional `gold` (one answer or a list; in CSV a
+JSON list), `grader`, `max_tokens` and `stop`. A malformed row never stops the stream. Positions are what a person
 finds in the file: the 1-based line of a JSONL or CSV file (a CSV header is line 1), the 1-based
 row of a Parquet file.
 """
@@ -17,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cascade.router.errors import InvalidQuestion
-from cascade.router.prompts import LETTERS, make_question, normalise_gold, storable_text
+from cascade.router.job_spec import make_job_spec
+from cascade.router.prompts import LETTERS, storable_text
 from cascade.storage.batches import BatchRow
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -76,15 +79,18 @@ def position_label(path: str | Path, fmt: str | None = None) -> str:
     return "row" if detect_format(Path(path), fmt) == "parquet" else "line"
 
 
-def read_rows(path: str | Path, *, fields: Fields | None = None, fmt: str | None = None) -> Iterator[DatasetRow]:
-    """Yield every row of the file in order, valid or not."""
+def read_rows(
+    path: str | Path, *, fields: Fields | None = None, fmt: str | None = None, max_tokens_limit: int | None = None
+) -> Iterator[DatasetRow]:
+    """Yield every row of the file in order, valid or not. `max_tokens_limit`: the most new tokens a
+    free-form row may ask for (the cascade's limit)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"input file {path} not found")
     fields = fields or Fields()
     raw_rows = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[detect_format(path, fmt)](path)
     for position, raw in raw_rows:
-        yield to_row(position, raw, fields)
+        yield to_row(position, raw, fields, max_tokens_limit=max_tokens_limit)
 
 
 def check_columns(path: str | Path, fields: Fields, fmt: str | None = None) -> None:
@@ -104,12 +110,14 @@ def check_columns(path: str | Path, fields: Fields, fmt: str | None = None) -> N
     else:
         return
     for what, column, option in (("id", fields.id, "--id-field"), ("question", fields.question, "--question-field")):
+        if what == "question" and column == Fields.question and "prompt" in columns:
+            continue
         if column not in columns:
             shown = ", ".join(repr(c) for c in columns[:12]) or "none"
             raise DatasetError(f"{path.name} has no {what} column {column!r} (its columns: {shown}): name it with {option}")
 
 
-def to_row(position: int, raw: dict[str, Any] | str, fields: Fields) -> DatasetRow:
+def to_row(position: int, raw: dict[str, Any] | str, fields: Fields, *, max_tokens_limit: int | None = None) -> DatasetRow:
     """Validate one raw row; a string `raw` is the reason it could not even be parsed."""
     fallback_id = f"#{position}"
     if isinstance(raw, str):
@@ -125,18 +133,54 @@ def to_row(position: int, raw: dict[str, Any] | str, fields: Fields) -> DatasetR
     except InvalidQuestion as exc:
         return DatasetRow(index=position, row_id=fallback_id, error=str(exc))
     text = raw.get(fields.question)
+    if text is None and fields.question == Fields.question:
+        text = raw.get("prompt")  # free-form rows may name their text `prompt`
     if text is not None and not isinstance(text, str):
         return DatasetRow(index=position, row_id=row_id, error=f"field {fields.question!r} must be text, got {type(text).__name__}")
     try:
-        question = make_question(text, _choices(raw, fields))
-        gold = normalise_gold(raw.get(fields.answer, raw.get("gold")), question)
+        choices = _choices(raw, fields)
+        gold = raw.get(fields.answer, raw.get("gold"))
+        spec = make_job_spec(
+            text, choices, gold=gold if choices is not None else _json_list(gold, "gold"), grader=raw.get("grader") or None,
+            max_tokens=_whole_number(raw.get("max_tokens")), stop=_json_list(raw.get("stop"), "stop"),
+            max_tokens_limit=max_tokens_limit,
+        )
     except InvalidQuestion as exc:
         return DatasetRow(index=position, row_id=row_id, error=str(exc))
-    return DatasetRow(index=position, row_id=row_id, question=question.text, choices=list(question.choices), gold=gold)
+    return DatasetRow(
+        index=position, row_id=row_id, kind=spec.kind, question=spec.question, choices=list(spec.choices), gold=spec.gold,
+        gold_aliases=None if spec.gold_aliases is None else list(spec.gold_aliases), grader=spec.grader,
+        max_tokens=spec.max_tokens, stop=None if spec.stop is None else list(spec.stop),
+    )
+
+
+def _json_list(value: Any, what: str) -> Any:
+    """A CSV cell holding a JSON list ("[\"a\", \"b\"]") as the list; anything else unchanged."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            raise InvalidQuestion(f"field {what!r} starts like a JSON list but is not one") from None
+    if value == "":
+        return None
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    """max_tokens from a CSV cell ("32") as an int; other values unchanged for the validator to judge."""
+    if value == "":
+        return None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _choices(raw: dict[str, Any], fields: Fields) -> Any:
     choices = raw.get(fields.choices)
+    if choices == "":  # an empty cell: no options, so a free-form row
+        choices = None
     if isinstance(choices, str):
         try:
             choices = json.loads(choices)

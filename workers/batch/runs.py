@@ -56,7 +56,7 @@ def submit_file(
     config = client.settings.config
     first = config.tier(start_tier) if start_tier else config.first
     url = client.database_url
-    rows = read_rows(path, fields=fields, fmt=fmt)  # raises DatasetError before any batch is made
+    rows = read_rows(path, fields=fields, fmt=fmt, max_tokens_limit=client.settings.config.max_tokens_limit)  # raises DatasetError before any batch is made
     label = position_label(path, fmt)
     with session_scope(url) as session:
         batch, resumed = store.create_or_resume(session, name=name, source=str(path), id_field=fields.id)

@@ -23,7 +23,8 @@ def _labelled(data: str, limit: int | None, seed: int):
 
 @click.command("train-pik")
 @click.option("--tier", "tier_name", required=True)
-@click.option("--data", required=True, help="MMLU CSV folders (comma-separated) or a JSONL/CSV/Parquet file with answers.")
+@click.option("--data", required=True, help="MMLU CSV folders (comma-separated), popqa:FILE / nq:FILE / gsm8k:FILE (add :fit or :test "
+              "for one fixed half), or a JSONL/CSV/Parquet file with answers (free-form rows: prompt + gold).")
 @click.option("--layer", default="auto", show_default=True, help="A layer index, or auto: pick by out-of-fold AUROC.")
 @click.option("--classifier", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True)
 @click.option("--limit", type=int, help="Use a seeded sample of this many questions.")
@@ -40,9 +41,13 @@ def train_pik(ctx: Context, tier_name, data, layer, classifier, limit, folds, se
     hash and out-of-fold AUROC; the layer is chosen by that AUROC and the probe is then fitted on all
     the questions.
 
+    Free-form data trains a probe on the tier's own generated answers, graded against the gold; give
+    it to the tier as `open_probe`.
+
     \b
-    Example:
+    Examples:
       cascade train-pik --tier small --data ../mmlu/dev,../mmlu/val --layer auto --out probes/small.npz
+      cascade train-pik --tier small --data popqa:DisambPopQA.csv:fit --limit 300 --out probes/small-open.npz
     """
     from cascade.workers.lab.calibrate_tier import train_tier_probe
 
@@ -85,10 +90,14 @@ def train_pik(ctx: Context, tier_name, data, layer, classifier, limit, folds, se
 @click.option("--signal", type=click.Choice(["both", "p_t", "p_ik"]), default="both", show_default=True,
               help="Route on both signals, or on P(T) / P(IK) alone (for ablations).")
 @click.option("--confidence", type=float, help="With --target-pd: certify that PD >= target holds on new questions with this probability (e.g. 0.9).")
-@click.option("--write", is_flag=True, help="Write the chosen tau_t / tau_ik into the config file (your own, not a built-in one).")
+@click.option("--aggregate", help="Free-form data: the P(T) aggregate to fit with (mean, product, min, q10, q25, first), "
+              "or best: the one with the highest AUROC [default: the tier's p_t_aggregate].")
+@click.option("--write", is_flag=True, help="Write the chosen tau_t / tau_ik (free-form: open_tau_t, open_tau_ik, p_t_aggregate) "
+              "into the config file (your own, not a built-in one).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def calibrate(ctx: Context, tier_name, data, from_db, since, until, target_pd, max_escalation, limit, seed, signal, confidence, write, as_json):
+def calibrate(ctx: Context, tier_name, data, from_db, since, until, target_pd, max_escalation, limit, seed, signal, confidence, aggregate,
+              write, as_json):
     """Choose tau_t (and tau_ik, with a probe) on labelled data; print the frontier searched.
 
     With --from-db the data is the traffic itself: jobs the tier escalated (the last tier answered
@@ -99,6 +108,14 @@ def calibrate(ctx: Context, tier_name, data, from_db, since, until, target_pd, m
     distribution with at least that probability (exact binomial bounds along a fixed sequence of
     thresholds; README "Thresholds you can trust"). When nothing can be certified it says so, with
     the number of questions the target would need, and recommends sending everything to the next tier.
+
+    Free-form data (popqa:FILE, nq:FILE, gsm8k:FILE, or rows with a prompt and accepted answers)
+    fits the tier's free-form thresholds and reports the AUROC of every P(T) aggregate and of P(IK).
+
+    \b
+    Examples:
+      cascade calibrate --tier small --data mmlu/dev,mmlu/val --target-pd -1.0 --write
+      cascade calibrate --tier small --data popqa:DisambPopQA.csv:fit --limit 300 --target-pd -2 --aggregate best
     """
     from cascade.workers.lab.calibrate_tier import Target, calibrate_from_production, calibrate_tier
     from cascade.workers.runtime.settings import config_path, names_builtin
@@ -114,7 +131,12 @@ def calibrate(ctx: Context, tier_name, data, from_db, since, until, target_pd, m
             f"(cp {config_path(ctx.config_path)} my-cascade.toml, with its probes/ folder) and pass --config my-cascade.toml"
         )
     settings = settings_of(ctx)
-    target = Target(target_pd=target_pd, max_escalation=max_escalation, signal=signal, confidence=confidence, seed=seed, write=write)
+    from cascade.router.signals import is_aggregate
+
+    if aggregate is not None and aggregate != "best" and not is_aggregate(aggregate):
+        fail(f"--aggregate: unknown aggregate {aggregate!r}; use mean, product, min, q10, q25, first, qNN or best")
+    target = Target(target_pd=target_pd, max_escalation=max_escalation, signal=signal, confidence=confidence, seed=seed, write=write,
+                    aggregate=aggregate)
     try:
         if from_db:
             from cascade.storage.audit import AuditFilter
@@ -133,7 +155,13 @@ def calibrate(ctx: Context, tier_name, data, from_db, since, until, target_pd, m
     best = result["chosen"]
     if as_json:
         emit_json(result)
-    elif best is None:
+        if best is None:
+            raise SystemExit(EXIT_FAILED)
+        return
+    if "auroc" in result:
+        click.echo("AUROC for a right free-form answer: " + ", ".join(
+            f"{name} {'-' if v is None else f'{v:.3f}'}" for name, v in result["auroc"].items()) + f"; fitting with {result['p_t_aggregate']}")
+    if best is None:
         click.echo(result.get("fallback", "no thresholds meet the target on this data"))
     else:
         click.echo(f"{'tau_t':>7}{'tau_ik':>8}{'acc':>8}{'PD':>8}{'red. CC':>9}{'escalated':>11}")

@@ -19,10 +19,12 @@ from cascade.router.cost import call_flops
 from cascade.router.errors import ConfigError
 from cascade.router.operating_point import frontier
 from cascade.router.probe import Probe
+from cascade.router.prompts import JobKind
 from cascade.router.risk import check_confidence, fallback_reason
+from cascade.router.signals import AGGREGATES
 from cascade.workers.backends import Backend, create_backend
 from cascade.workers.lab.labelled_data import Labelled
-from cascade.workers.lab.probe_training import collect, cross_fitted, train
+from cascade.workers.lab.probe_training import auroc, collect, cross_fitted, train, with_p_t
 from cascade.workers.runtime.scoring import TierScorer
 
 # `progress(label, total)` opens a progress display and yields `advance(n)`.
@@ -58,9 +60,14 @@ def train_tier_probe(
     """Fit a probe on the tier model's hidden states (layer None: choose it by out-of-fold AUROC)."""
     backend = loaded_backend(config, tier_name)
     layers = candidate_layers(backend.num_layers) if layer is None else [layer]
-    with progress("scoring", len(labelled.questions)) as advance:
-        features = collect(backend, labelled, layers, on_progress=advance)
-    return train(features, layers, kind=classifier, model=backend.model_id, data_digest=labelled.digest(), folds=folds, seed=seed)
+    aggregate_name = config.tier(tier_name).p_t_aggregate
+    with progress("answering" if labelled.kind == JobKind.OPEN.value else "scoring", len(labelled.questions)) as advance:
+        features = collect(backend, labelled, layers, on_progress=advance, p_t_aggregate=aggregate_name)
+    probe, table = train(features, layers, kind=classifier, model=backend.model_id, data_digest=labelled.digest(), folds=folds, seed=seed)
+    probe.metadata["job_kind"] = labelled.kind  # a free-form probe serves a tier as open_probe
+    if labelled.kind == JobKind.OPEN.value:
+        probe.metadata["p_t_aggregate"] = aggregate_name
+    return probe, table
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class Target:
     max_escalation: float | None = None
     signal: str = "both"
     confidence: float | None = None
+    aggregate: str | None = None  # free-form: the P(T) aggregate to fit with; "best": the highest AUROC
     seed: int = 0
     write: bool = False
 
@@ -104,30 +112,56 @@ def calibrate_tier(
     """Run the tier and the next one over labelled questions, then choose the thresholds (`choose_for`)."""
     next_tier = target.check(config, tier_name)
     scorer = TierScorer(config, config.tier(tier_name)).load()
-    layers = [scorer.probe.layer] if scorer.probe else []
-    with progress(f"scoring on {tier_name}", len(labelled.questions)) as advance:
+    probe = scorer.probes.get(labelled.kind)
+    layers = [probe.layer] if probe else []
+    verb = "answering" if labelled.kind == JobKind.OPEN.value else "scoring"
+    with progress(f"{verb} on {tier_name}", len(labelled.questions)) as advance:
         small = collect(scorer.backend, labelled, layers, on_progress=advance)
     large_backend = loaded_backend(config, next_tier.name)
-    with progress(f"scoring on {next_tier.name}", len(labelled.questions)) as advance:
+    with progress(f"{verb} on {next_tier.name}", len(labelled.questions)) as advance:
         large = collect(large_backend, labelled, [], on_progress=advance)
     p_ik = None
-    if scorer.probe:
-        hidden = small[f"hidden_{scorer.probe.layer}"]
-        if scorer.probe.metadata.get("train_hash") == labelled.digest():
+    if probe:
+        hidden = small[f"hidden_{probe.layer}"]
+        if probe.metadata.get("train_hash") == labelled.digest():
             # The probe was fitted on these very questions: score each with a probe that never saw it.
-            p_ik = cross_fitted(hidden, small["correct"], scorer.probe.kind, seed=target.seed)
+            p_ik = cross_fitted(hidden, small["correct"], probe.kind, seed=target.seed)
             note("calibration questions are the probe's training questions: using out-of-fold P(IK)")
         else:
-            p_ik = scorer.probe.predict(hidden)
+            p_ik = probe.predict(hidden)
+    aggregates = None
+    if labelled.kind == JobKind.OPEN.value:
+        aggregates = signal_aurocs(small, p_ik)
+        chosen = target.aggregate or config.tier(tier_name).p_t_aggregate
+        if chosen == "best":
+            chosen = max((a for a in aggregates if a != "p_ik"), key=lambda a: aggregates[a] or 0.0)
+        small = with_p_t(small, chosen)
+    out_tokens = lambda f: f["tokens_out"] if "tokens_out" in f else np.ones(len(f["tokens_in"]))  # noqa: E731
     data = CalibrationData(
         p_t=small["p_t"],
         p_ik=p_ik,
         small_correct=small["correct"].astype(bool),
         large_correct=large["correct"].astype(bool),
-        small_flops=np.array([call_flops(scorer.backend.params, t, 1) for t in small["tokens_in"]]),
-        large_flops=np.array([call_flops(large_backend.params, t, 1) for t in large["tokens_in"]]),
+        small_flops=np.array([call_flops(scorer.backend.params, t, o) for t, o in zip(small["tokens_in"], out_tokens(small))]),
+        large_flops=np.array([call_flops(large_backend.params, t, o) for t, o in zip(large["tokens_in"], out_tokens(large))]),
     )
-    return choose_for(config, tier_name, data, target)
+    if aggregates is None:
+        return choose_for(config, tier_name, data, target)
+    result = choose_for(config, tier_name, data, target, kind=JobKind.OPEN.value, aggregate_name=chosen)
+    result.update(kind=JobKind.OPEN.value, auroc=aggregates, p_t_aggregate=chosen,
+                  accuracy={tier_name: round(100 * float(data.small_correct.mean()), 2),
+                            next_tier.name: round(100 * float(data.large_correct.mean()), 2)})
+    return result
+
+
+def signal_aurocs(features: dict[str, np.ndarray], p_ik: np.ndarray | None) -> dict[str, float | None]:
+    """AUROC of every P(T) aggregate (and of P(IK)) for "this free-form answer is right". The aggregates
+    have no fitted parameters, so their AUROC is already out-of-sample; P(IK) is out-of-fold when the
+    calibration questions are the probe's own."""
+    right = features["correct"].astype(bool)
+    table: dict[str, float | None] = {name: auroc(with_p_t(features, name)["p_t"], right) for name in AGGREGATES}
+    table["p_ik"] = auroc(p_ik, right) if p_ik is not None else None
+    return table
 
 
 def calibrate_from_production(config: CascadeConfig, tier_name: str, database_url: str, where, target: Target) -> dict[str, Any]:
@@ -167,7 +201,10 @@ def calibrate_from_production(config: CascadeConfig, tier_name: str, database_ur
     return result
 
 
-def choose_for(config: CascadeConfig, tier_name: str, data: CalibrationData, target: Target) -> dict[str, Any]:
+def choose_for(
+    config: CascadeConfig, tier_name: str, data: CalibrationData, target: Target, *, kind: str = JobKind.CHOICE.value,
+    aggregate_name: str | None = None,
+) -> dict[str, Any]:
     """The searched frontier and the chosen thresholds (None when none meets the target), with a
     warning when the cascade would cost more than the next tier alone; written to the config with `write`."""
     next_tier = config.next_tier(tier_name)
@@ -189,25 +226,30 @@ def choose_for(config: CascadeConfig, tier_name: str, data: CalibrationData, tar
             "or relax the target"
         )
     if best is not None and target.write:
-        write_thresholds(Path(config.source), tier_name, best.tau_t, best.tau_ik)
+        if kind == JobKind.OPEN.value:
+            settings = {"open_tau_t": best.tau_t, "open_tau_ik": best.tau_ik, "p_t_aggregate": aggregate_name}
+        else:
+            settings = {"tau_t": best.tau_t, "tau_ik": best.tau_ik}
+        write_thresholds(Path(config.source), tier_name, settings)
         result["written_to"] = str(config.source)
     return result
 
 
-def write_thresholds(path: Path, tier_name: str, tau_t: float, tau_ik: float | None) -> None:
-    """Set tau_t (and tau_ik) inside the named tier's [[tiers]] table, keeping the rest of the file."""
+def write_thresholds(path: Path, tier_name: str, settings: dict[str, float | str | None]) -> None:
+    """Set `settings` (tau_t, tau_ik, or the free-form ones) inside the named tier's [[tiers]] table,
+    keeping the rest of the file; None values are left as they are."""
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if line.strip() == "[[tiers]]"] + [len(lines)]
     for begin, end in zip(starts, starts[1:]):
         block = lines[begin:end]
         if not any(re.match(rf'\s*name\s*=\s*"{re.escape(tier_name)}"', line) for line in block):
             continue
-        for key, value in (("tau_t", tau_t), ("tau_ik", tau_ik)):
+        for key, value in settings.items():
             if value is None:
                 continue
             pattern = re.compile(rf"\s*{key}\s*=")
             index = next((i for i, line in enumerate(block) if pattern.match(line)), None)
-            text = f"{key} = {value:g}\n"
+            text = f'{key} = "{value}"\n' if isinstance(value, str) else f"{key} = {value:g}\n"
             if index is None:  # after the table's last setting, before any blank lines
                 last = max(i for i, line in enumerate(block) if line.strip())
                 if not block[last].endswith("\n"):

@@ -1,7 +1,9 @@
 """`cascade eval` and the demo: rows pushed through the real queues and workers as a batch (and, for
 a reference, once more through the largest tier alone), then measured by the audit report: accuracy,
 PD, reduced compute, share answered per tier, plus AUROC of P(T) and P(IK) and the P(T)-only /
-P(IK)-only ablations replayed on the same per-question results.
+P(IK)-only ablations replayed on the same per-question results. Free-form benchmarks add the
+hallucination and abstention rates, PD relative to the largest tier, tokens per tier and the AUROC
+of every P(T) aggregate of the generated tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cascade.router.calibration import CalibrationData, evaluate
+from cascade.router.signals import AGGREGATES, aggregate
 from cascade.storage.audit import paired_results, tier_params
 from cascade.storage.batches import get_batch
 from cascade.storage.engine import session_scope
@@ -117,6 +120,8 @@ def run_eval(
         config.last.name: {"p_t": auroc(last_p_t, last_right), "p_ik": auroc(last_p_ik, last_right) if last_p_ik is not None else None},
     }
     result["alone_accuracy"] = {config.first.name: round(100 * first_right.mean(), 2), config.last.name: round(100 * last_right.mean(), 2)}
+    if pairs and pairs[0][10] is not None:  # free-form: generated tokens were kept
+        result.update(open_measures(report, pairs, config, p_ik, last_p_ik))
     if ablate and len(config.tiers) == 2:
         first = config.first
         data = CalibrationData(
@@ -136,3 +141,28 @@ def run_eval(
             variants["P(IK) only"] = (0.0, first.tau_ik if alone_ik is None else alone_ik)
         result["ablation"] = {label: evaluate(data, t, ik).as_dict() for label, (t, ik) in variants.items()}
     return result
+
+
+def open_measures(report: dict[str, Any], pairs: list[tuple], config, p_ik, last_p_ik) -> dict[str, Any]:
+    """What a free-form run adds: hallucination and abstention, relative PD, tokens per tier, and the
+    AUROC of each P(T) aggregate (first tier in the cascade, largest tier in the reference run)."""
+    first, last = config.first.name, config.last.name
+    first_right = np.array([bool(p[1]) for p in pairs])
+    last_right = np.array([bool(p[5]) for p in pairs])
+    aurocs: dict[str, dict[str, float | None]] = {first: {}, last: {}}
+    for name in AGGREGATES:
+        aurocs[first][name] = auroc(np.array([aggregate(p[10] or [], name) for p in pairs]), first_right)
+        aurocs[last][name] = auroc(np.array([aggregate(p[11] or [], name) for p in pairs]), last_right)
+    aurocs[first]["p_ik"] = auroc(p_ik, first_right) if p_ik is not None else None
+    aurocs[last]["p_ik"] = auroc(last_p_ik, last_right) if last_p_ik is not None else None
+    return {
+        "kind": "open",
+        "hallucination_rate": report["hallucination_rate"],
+        "abstention_rate": report["abstention_rate"],
+        "pd_relative": report["pd_relative"],
+        "alone_hallucination_rate": {first: round(100 * float((~first_right).mean()), 2),
+                                     last: report["largest_hallucination_rate"]},
+        "tokens": {t["tier"]: {"in": t["tokens_in"], "out": t["tokens_out"]} for t in report["tiers"]},
+        "auroc_aggregates": aurocs,
+        "p_t_aggregate": {t.name: t.p_t_aggregate for t in config.tiers},
+    }

@@ -2,8 +2,9 @@
 and fit a classifier that predicts "my answer is right".
 
 The cache (one .npz per model and dataset) holds each question's answer, P(T), correctness, token
-count and the last-prompt-token hidden state at every layer asked for, so re-runs, ablations and
-layer searches never recompute a forward pass.
+counts and the last-prompt-token hidden state at every layer asked for (for free-form prompts also
+every generated token's log-probability), so re-runs, ablations and layer searches never recompute
+a forward pass. A free-form answer is graded by the row's grader; P(T) is then the aggregate named.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from cascade.router.grading import grade
 from cascade.router.probe import Probe, probe_from_parts
+from cascade.router.prompts import JobKind
+from cascade.router.signals import DEFAULT_AGGREGATE, aggregate
 from cascade.workers.lab.labelled_data import Labelled
 
 
@@ -24,8 +28,12 @@ def features_dir() -> Path:
     return Path(os.environ.get("CASCADE_FEATURES_DIR") or Path.home() / ".cache" / "cascade" / "features")
 
 
-def collect(backend, data: Labelled, layers: Sequence[int], *, on_progress: Callable[[int], None] | None = None, chunk: int = 64) -> dict[str, np.ndarray]:
-    """What the model said about every question, with hidden states at `layers`; cached on disk."""
+def collect(
+    backend, data: Labelled, layers: Sequence[int], *, on_progress: Callable[[int], None] | None = None, chunk: int = 64,
+    p_t_aggregate: str = DEFAULT_AGGREGATE,
+) -> dict[str, np.ndarray]:
+    """What the model said about every question, with hidden states at `layers`; cached on disk.
+    Free-form answers also keep `logprobs` (all tokens, flat) and `logprob_counts` (tokens per answer)."""
     template = getattr(backend, "use_chat", None)
     dtype = getattr(backend, "dtype", None)
     key = hashlib.sha256(f"{backend.model_id}|{template}|{dtype}|{data.digest()}".encode()).hexdigest()[:20]
@@ -36,38 +44,61 @@ def collect(backend, data: Labelled, layers: Sequence[int], *, on_progress: Call
             cached = {k: f[k] for k in f.files}
     missing = [layer for layer in layers if f"hidden_{layer}" not in cached]
     if cached and not missing:
-        return cached
-    out: dict[str, list] = {"answer": [], "p_t": [], "p_t_options": [], "correct": [], "tokens_in": []}
+        return with_p_t(cached, p_t_aggregate)
+    is_open = data.kind == JobKind.OPEN.value
+    out: dict[str, list] = {"answer": [], "p_t": [], "p_t_options": [], "correct": [], "tokens_in": [], "tokens_out": [],
+                            "logprobs": [], "logprob_counts": []}
     hidden: dict[int, list] = {layer: [] for layer in layers}
     for start in range(0, len(data.questions), chunk):
         batch = data.questions[start : start + chunk]
-        for result, gold in zip(backend.score(batch, layer=list(layers)), data.gold[start : start + chunk]):
-            if not hasattr(result, "answer"):  # too long for the context: counted as wrong, zero state
-                out["answer"].append("")
-                out["p_t"].append(0.0)
+        results = backend.generate(batch, layer=list(layers)) if is_open else backend.score(batch, layer=list(layers))
+        for offset, (result, gold) in enumerate(zip(results, data.gold[start : start + chunk])):
+            if not hasattr(result, "tokens_in"):  # too long for the context: counted as wrong, zero state
+                result, state = None, {layer: np.zeros(backend.hidden_size, dtype=np.float32) for layer in layers}
+            else:
+                state = result.hidden
+            if is_open:
+                text = "" if result is None else result.text
+                tokens = [] if result is None else list(result.token_logprobs)
+                out["answer"].append(text)
+                out["correct"].append(bool(result is not None and grade(data.graders[start + offset], text, gold)))
+                out["logprobs"] += tokens
+                out["logprob_counts"].append(len(tokens))
                 out["p_t_options"].append(0.0)
-                out["correct"].append(False)
-                out["tokens_in"].append(0)
-                for layer in layers:
-                    hidden[layer].append(np.zeros(backend.hidden_size, dtype=np.float32))
-                continue
-            out["answer"].append(result.answer)
-            out["p_t"].append(result.p_t)
-            out["p_t_options"].append(result.p_t_options)
-            out["correct"].append(result.answer == gold)
-            out["tokens_in"].append(result.tokens_in)
+            else:
+                out["answer"].append("" if result is None else result.answer)
+                out["correct"].append(result is not None and result.answer == gold)
+                out["p_t_options"].append(0.0 if result is None else result.p_t_options)
+                out["p_t"].append(0.0 if result is None else result.p_t)
+            out["tokens_in"].append(0 if result is None else result.tokens_in)
+            out["tokens_out"].append(0 if result is None else result.tokens_out)
             for layer in layers:
-                hidden[layer].append(result.hidden[layer])
+                hidden[layer].append(state[layer])
         if on_progress:
             on_progress(len(batch))
-    arrays = {k: np.asarray(v) for k, v in out.items()}
+    for key in (("p_t",) if is_open else ("logprobs", "logprob_counts")):
+        del out[key]
+    arrays = {k: np.asarray(v, dtype=np.float64 if k == "logprobs" else None) for k, v in out.items()}
     arrays.update({f"hidden_{layer}": np.stack(v).astype(np.float32) for layer, v in hidden.items()})
     arrays.update({k: v for k, v in cached.items() if k.startswith("hidden_") and k not in arrays})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".partial"), "wb") as fh:
         np.savez(fh, **arrays)
     path.with_suffix(".partial").replace(path)
-    return arrays
+    return with_p_t(arrays, p_t_aggregate)
+
+
+def token_logprobs(features: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Each free-form answer's token log-probabilities, from the flat cache arrays."""
+    ends = np.cumsum(features["logprob_counts"])
+    return np.split(features["logprobs"], ends[:-1]) if len(ends) else []
+
+
+def with_p_t(features: dict[str, np.ndarray], how: str) -> dict[str, np.ndarray]:
+    """Free-form features with `p_t` set to aggregate `how` of each answer's tokens (multiple-choice: as they are)."""
+    if "logprob_counts" not in features:
+        return features
+    return {**features, "p_t": np.array([aggregate(v, how) for v in token_logprobs(features)])}
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:

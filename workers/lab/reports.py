@@ -97,14 +97,18 @@ def summary(database_url: str, config: CascadeConfig, where: audit.AuditFilter, 
         reduced_cc_estimated=largest["estimated"],
         reduced_cc_interval=None,
         pd_pp=None,
+        pd_relative=None,
         pd_interval=None,
         largest_accuracy=None,
+        largest_hallucination_rate=None,
     )
     if reference and reference.get("common_rows"):
         report.update(
             pd_pp=reference["pd_pp"],
+            pd_relative=reference["pd_relative"],
             pd_interval=reference["pd_interval"],
             largest_accuracy=reference["largest_accuracy"],
+            largest_hallucination_rate=reference["largest_hallucination_rate"],
             reference={"batch": reference_batch, **reference},
         )
         if reference.get("reduced_cc") is not None:
@@ -132,9 +136,13 @@ def format_summary(report: dict[str, Any]) -> str:
     lines.append(f"jobs {report['jobs']}: done {s['done']}, failed {s['failed']}, queued {s['queued']}, cancelled {s['cancelled']}")
     if report["accuracy"] is not None:
         lines.append(f"accuracy {report['accuracy']:.2f}% on {report['graded']} graded jobs")
+    if report.get("open_jobs") and report["hallucination_rate"] is not None:
+        lines.append(f"hallucination {report['hallucination_rate']:.2f}% (answered wrongly), abstained {report['abstained']}"
+                     f" ({report['abstention_rate'] or 0:.2f}% of done jobs)")
     if report["pd_pp"] is not None:
+        relative = "" if report.get("pd_relative") is None else f", {report['pd_relative']:+.2f}% relative"
         lines.append(f"largest tier alone {report['largest_accuracy']:.2f}%  PD {report['pd_pp']:+.2f} pp"
-                     f"{shown(report['pd_interval'], signed=True)} (95%)")
+                     f"{shown(report['pd_interval'], signed=True)} (95%){relative}")
     else:
         lines.append("PD: n/a (needs the largest tier on the same rows: demo --reference, or a batch run with --start-tier LARGEST passed as --reference-batch)")
     if report["reduced_cc"] is not None:
