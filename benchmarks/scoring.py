@@ -105,8 +105,8 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_system(settings, questions, batch: int, workdir: Path) -> float:
-    """Queries/s of a batch run (the `cascade batch submit` path) through a worker."""
+def run_system(settings, rows: list[dict], batch: int, workdir: Path) -> float:
+    """Jobs/s of a batch run of `rows` (the `cascade batch submit` path) through a worker in this process."""
     import uuid as uuidlib
     from contextlib import ExitStack
 
@@ -121,8 +121,8 @@ def run_system(settings, questions, batch: int, workdir: Path) -> float:
 
     data = workdir / f"{uuidlib.uuid4().hex}.jsonl"
     with open(data, "w", encoding="utf-8") as fh:
-        for i, q in enumerate(questions):
-            fh.write(json.dumps({"id": i, "question": q.text, "choices": list(q.choices)}) + "\n")
+        for i, row in enumerate(rows):
+            fh.write(json.dumps({"id": i, **row}) + "\n")
     with ExitStack() as stack:
         upgrade(settings.database_url)
         app = create_app(settings)
@@ -142,7 +142,7 @@ def run_system(settings, questions, batch: int, workdir: Path) -> float:
             finished = session.scalar(select(func.max(Job.finished_at)).where(Job.batch_id == uuidlib.UUID(summary["id"])))
         if finished.tzinfo is None:  # SQLite returns naive UTC
             finished = finished.replace(tzinfo=UTC)
-        return len(questions) / (finished - started).total_seconds()
+        return len(rows) / (finished - started).total_seconds()
 
 
 def main() -> None:
@@ -191,7 +191,8 @@ def main() -> None:
         padding_sorted = backend.padding.share
         backend.padding.reset()
         random_pad = padding_of_random_batches(backend.count_tokens(questions), batch, rng)
-        system_qps = run_system(settings, questions, batch, Path(tmp.name))
+        rows = [{"question": q.text, "choices": list(q.choices)} for q in questions]
+        system_qps = run_system(settings, rows, batch, Path(tmp.name))
         token_counts = backend.count_tokens(questions)
         results[label] = {
             "batch1_qps": round(len(ones) / batch1_s, 2),

@@ -48,6 +48,12 @@ class ModelLog:
     tokens_in: np.ndarray
     tokens_out: np.ndarray
     usd: np.ndarray
+    answered: np.ndarray | None = None  # bool: gave a non-empty answer (None: every question answered)
+
+    def hallucinated(self) -> np.ndarray:
+        """Answered, and wrong (open-ended QA's hallucination)."""
+        gave = np.ones(len(self.correct), dtype=bool) if self.answered is None else self.answered
+        return gave & ~self.correct
 
 
 @dataclass
@@ -63,7 +69,8 @@ class ReplayLog:
         return ReplayLog(
             ids=[self.ids[i] for i in rows],
             models={
-                name: ModelLog(m.correct[rows], m.p_t[rows], m.tokens_in[rows], m.tokens_out[rows], m.usd[rows])
+                name: ModelLog(m.correct[rows], m.p_t[rows], m.tokens_in[rows], m.tokens_out[rows], m.usd[rows],
+                               None if m.answered is None else m.answered[rows])
                 for name, m in self.models.items()
             },
         )
@@ -104,6 +111,7 @@ def load_log(path: str | Path, split: str | None = None) -> ReplayLog:
             tokens_in=np.array([int(e.get("tokens_in") or 0) for e in entries]),
             tokens_out=np.array([int(e.get("tokens_out") or 0) for e in entries]),
             usd=np.array([float(e.get("cost_usd") or 0.0) for e in entries]),
+            answered=np.array([str(e.get("answer") or "").strip() != "" if "answer" in e else True for e in entries]),
         )
     return ReplayLog(ids=[str(r.get("id", i)) for i, r in enumerate(rows)], models=models)
 
@@ -151,7 +159,13 @@ class ReplayResult:
     largest_usd: float
     pd_interval: tuple[float, float] | None = None  # 95%, percentage points
     reduced_cc_interval: tuple[float, float] | None = None  # 95%, percent
+    hallucination_rate: float | None = None  # percent: answered and wrong
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pd_relative(self) -> float | None:
+        """PD as a share of the largest model's accuracy, percent (the paper's measure for open-ended QA)."""
+        return 100.0 * self.pd_pp / self.largest_accuracy if self.largest_accuracy else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +174,8 @@ class ReplayResult:
             "accuracy": round(float(self.accuracy), 2),
             "largest_accuracy": round(float(self.largest_accuracy), 2),
             "pd_pp": round(float(self.pd_pp), 2),
+            "pd_relative": None if self.pd_relative is None else round(float(self.pd_relative), 2),
+            "hallucination_rate": None if self.hallucination_rate is None else round(float(self.hallucination_rate), 2),
             "pd_interval": self.pd_interval,
             "reduced_cc": round(float(self.reduced_cc), 2),
             "reduced_cc_interval": self.reduced_cc_interval,
@@ -224,6 +240,7 @@ def replay(
         largest_usd=float(largest.usd.sum()),
         pd_interval=pd_interval(outcome.correct, largest.correct),
         reduced_cc_interval=saving_interval(outcome.flops, largest_flops),
+        hallucination_rate=100.0 * float(np.stack([m.hallucinated() for m in logs])[outcome.answered_by, np.arange(len(log))].mean()),
     )
 
 

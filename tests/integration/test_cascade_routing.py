@@ -124,13 +124,15 @@ def test_an_oversized_question_fails_with_the_reason_and_others_in_its_batch_suc
     assert fine["status"] == "done"
 
 
-def test_empty_question_and_missing_choices_are_refused_at_submit(forced_cluster):
+def test_empty_question_and_a_single_choice_are_refused_at_submit(forced_cluster):
     from cascade.router.errors import InvalidQuestion
 
     with pytest.raises(InvalidQuestion, match="empty question"):
         forced_cluster.client.submit("", ["a", "b"])
     with pytest.raises(InvalidQuestion, match="missing choices"):
-        forced_cluster.client.submit("A question", [])
+        forced_cluster.client.submit("A question", ["only one"])
+    with pytest.raises(InvalidQuestion, match="empty prompt"):  # no choices at all: a free-form prompt, which needs text
+        forced_cluster.client.submit("", [])
 
 
 def test_cli_submit_wait_status_and_tiers(forced_cluster):

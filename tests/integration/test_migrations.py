@@ -23,6 +23,11 @@ def test_db_upgrade_on_an_empty_database_creates_the_audit_tables(fresh_database
         uniques = inspector.get_unique_constraints("attempts")
         assert any(u["column_names"] == ["job_id", "tier"] for u in uniques)
         assert {"batch_id", "row_id", "row_index"} <= {c["name"] for c in inspector.get_columns("jobs")}
+        # free-form jobs (0005): kind, gold aliases, grader, generation options, graded answers, token log-probs
+        assert {"kind", "gold_aliases", "grader", "max_tokens", "stop", "correct"} <= {c["name"] for c in inspector.get_columns("jobs")}
+        assert {"correct", "p_t_aggregate", "token_logprobs"} <= attempt_columns
+        checks = " ".join(c["sqltext"] for c in inspector.get_check_constraints("attempts"))
+        assert "abstained" in checks
     finally:
         engine.dispose()
     again = run_cli(["db", "upgrade"], cascade_env(redis_url, url, CONFIGS / "null.toml"))

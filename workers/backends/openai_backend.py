@@ -82,6 +82,7 @@ class OpenAIBackend(Backend):
             "max_tokens": prompt.max_tokens,
             "temperature": 0.0,
             "logprobs": True,
+            "top_logprobs": 1,  # some servers (llama.cpp's) return per-token logprobs only when this is set
         }
         if prompt.stop:
             request["stop"] = list(prompt.stop)

@@ -98,6 +98,9 @@ def eval_command(ctx: Context, benchmark, split, data_file, max_tokens, sample, 
         click.echo(f"cascade: hallucination {fmt(result['hallucination_rate'], '%')}, abstained {fmt(result['abstention_rate'], '%')}, "
                    f"PD {fmt(result['pd_relative'], '%')} relative")
         click.echo("tokens in/out: " + ", ".join(f"{t} {v['in']:,}/{v['out']:,}" for t, v in result["tokens"].items()))
+        click.echo("had the last tier abstained below: " + ", ".join(
+            f"{r['abstain_below']:g} -> acc {r['accuracy']:.1f}% halluc. {r['hallucination_rate']:.1f}% abst. {r['abstention_rate']:.1f}%"
+            for r in result["abstention_replay"]))
     for label, point in result.get("ablation", {}).items():
         click.echo(f"  {label:<16} acc {point['accuracy']:.2f}%  PD {point['pd_pp']:+.2f}  reduced CC {point['reduced_cc']:.2f}%  escalated {point['escalation_rate']:.1%}")
     click.echo(f"time: {result['timings']['cascade_and_reference_s']} s", file=sys.stderr)

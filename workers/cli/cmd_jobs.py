@@ -107,7 +107,7 @@ def print_job(job: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(job)
         return
-    click.echo(f"job {job['id']}  {job['kind']}  status {job['status']}  answer {_short(job['answer'])}  tier {job['final_tier'] or '-'}")
+    click.echo(f"job {job['id']}  status {job['status']}  {job['kind']}  answer {_short(job['answer'])}  tier {job['final_tier'] or '-'}")
     if job["error"]:
         click.echo(f"error: {job['error']}")
     for step in job["path"]:

@@ -30,7 +30,7 @@ def _params(spec: str | None, config_path: str | None, names) -> dict[str, float
 
 
 def _table(results) -> str:
-    lines = [f"{'setting':<44}{'Acc':>8}{'PD':>8}{'Red. CC':>9}{'tokens in':>11}{'tokens out':>11}{'USD':>10}"]
+    lines = [f"{'setting':<44}{'Acc':>8}{'PD':>8}{'PD rel.':>9}{'Halluc.':>9}{'Red. CC':>9}{'tokens in':>11}{'tokens out':>11}{'USD':>10}"]
     for r in results:
         d = r.as_dict()
         setting = " -> ".join(r.chain) if len(r.chain) > 1 else f"{r.chain[0]} alone"
@@ -38,8 +38,10 @@ def _table(results) -> str:
             setting += f" (tau {'/'.join(f'{t:g}' for t in r.taus)})"
         tokens_in = sum(t["in"] for t in d["tokens"].values())
         tokens_out = sum(t["out"] for t in d["tokens"].values())
+        relative = "-" if d["pd_relative"] is None else f"{d['pd_relative']:+.2f}%"
         lines.append(
-            f"{setting:<44}{d['accuracy']:>7.2f}%{d['pd_pp']:>+8.2f}{d['reduced_cc']:>8.2f}%{tokens_in:>11}{tokens_out:>11}{d['usd']:>10.4f}"
+            f"{setting:<44}{d['accuracy']:>7.2f}%{d['pd_pp']:>+8.2f}{relative:>9}{d['hallucination_rate']:>8.2f}%{d['reduced_cc']:>8.2f}%"
+            f"{tokens_in:>11}{tokens_out:>11}{d['usd']:>10.4f}"
         )
     return "\n".join(lines)
 

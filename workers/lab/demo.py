@@ -1,5 +1,6 @@
-"""`cascade demo`: push the shipped questions through the cascade as a batch and report on it with
-the same audit summary that `cascade audit summary --batch NAME` prints.
+"""`cascade demo`: push the shipped questions (multiple-choice) and prompts (free-form) through the
+cascade as one batch and report on it with the same audit summary that `cascade audit summary --batch
+NAME` prints.
 
 With no broker or database configured it needs no servers: SQLite in a temporary folder, Celery's
 in-memory broker and an in-process worker running the same task on the same tier queues as
@@ -28,10 +29,13 @@ def run_demo(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """The audit summary of one demo batch (with `reference`: against the largest tier alone)."""
-    rows = sample_questions()[:limit] if limit else sample_questions()
+    rows = sample_questions() + sample_questions("demo_prompts.jsonl")
+    rows = rows[:limit] if limit else rows
     with running_cascade(settings, echo=echo, prefix="cascade-demo-") as client:
         name = f"demo-{uuid.uuid4().hex[:8]}"
-        echo(f"submitting {len(rows)} questions to tier {client.settings.config.first.name} as batch {name}")
+        prompts = sum(1 for r in rows if not r.get("choices"))
+        echo(f"submitting {len(rows) - prompts} questions and {prompts} free-form prompts to tier "
+             f"{client.settings.config.first.name} as batch {name}")
         report = push_rows(client, rows, name=name, reference=reference, timeout_s=timeout_s, on_progress=on_progress)
     report["batch"] = name
     return report

@@ -122,6 +122,9 @@ def run_eval(
     result["alone_accuracy"] = {config.first.name: round(100 * first_right.mean(), 2), config.last.name: round(100 * last_right.mean(), 2)}
     if pairs and pairs[0][10] is not None:  # free-form: generated tokens were kept
         result.update(open_measures(report, pairs, config, p_ik, last_p_ik))
+        with session_scope(client.database_url) as session:
+            finals = final_answers(session, batch, config.last.name)
+        result["abstention_replay"] = abstention_replay(finals)
     if ablate and len(config.tiers) == 2:
         first = config.first
         data = CalibrationData(
@@ -141,6 +144,42 @@ def run_eval(
             variants["P(IK) only"] = (0.0, first.tau_ik if alone_ik is None else alone_ik)
         result["ablation"] = {label: evaluate(data, t, ik).as_dict() for label, (t, ik) in variants.items()}
     return result
+
+
+ABSTAIN_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+
+
+def final_answers(session, batch_id, last: str) -> list[tuple[float, bool]]:
+    """(P(T), right) of the attempt that gave each graded job of the batch its final answer (or abstained);
+    P(T) 1.0 for answers a cheaper tier kept, which the last tier's abstention never touches."""
+    from sqlalchemy import and_, select
+
+    from cascade.storage.models import Attempt, Job
+
+    return [
+        (float(p_t or 0.0) if tier == last else 1.0, bool(right))
+        for p_t, right, tier in session.execute(
+            select(Attempt.p_t, Attempt.correct, Attempt.tier)
+            .join(Job, and_(Job.id == Attempt.job_id, Attempt.tier == Job.final_tier, Attempt.shadow.is_(False)))
+            .where(Job.batch_id == batch_id, Attempt.correct.is_not(None))
+        )
+    ]
+
+
+def abstention_replay(finals: list[tuple[float, bool]]) -> list[dict[str, float]]:
+    """Accuracy, hallucination and abstention had the last tier abstained below each threshold, on
+    the same answers (abstaining never changes routing: it only withholds the last answer)."""
+    n = len(finals)
+    out = []
+    for threshold in ABSTAIN_GRID:
+        kept = [right for p_t, right in finals if p_t >= threshold]
+        out.append({
+            "abstain_below": threshold,
+            "accuracy": round(100.0 * sum(kept) / n, 2) if n else None,
+            "hallucination_rate": round(100.0 * (len(kept) - sum(kept)) / n, 2) if n else None,
+            "abstention_rate": round(100.0 * (n - len(kept)) / n, 2) if n else None,
+        })
+    return out
 
 
 def open_measures(report: dict[str, Any], pairs: list[tuple], config, p_ik, last_p_ik) -> dict[str, Any]:
