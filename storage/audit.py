@@ -30,11 +30,14 @@ class AuditFilter:
     since: datetime | None = None
     until: datetime | None = None
     tier: str | None = None
+    api_key_id: uuid.UUID | None = None  # jobs submitted over HTTP with this key
 
     def jobs(self) -> list:
         conditions = []
         if self.batch_id is not None:
             conditions.append(Job.batch_id == self.batch_id)
+        if self.api_key_id is not None:
+            conditions.append(Job.api_key_id == self.api_key_id)
         if self.since is not None:
             conditions.append(Job.created_at >= self.since)
         if self.until is not None:
@@ -49,6 +52,8 @@ class AuditFilter:
         conditions = [of.shadow.is_(shadow)]
         if self.batch_id is not None:
             conditions.append(of.job_id.in_(select(Job.id).where(Job.batch_id == self.batch_id)))
+        if self.api_key_id is not None:
+            conditions.append(of.job_id.in_(select(Job.id).where(Job.api_key_id == self.api_key_id)))
         if self.since is not None:
             conditions.append(of.created_at >= self.since)
         if self.until is not None:

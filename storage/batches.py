@@ -38,6 +38,7 @@ class BatchRow:
     grader: str | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
+    stop_tier: str | None = None  # pinned to one tier (a batch request naming a tier's model)
 
 
 @dataclass
@@ -88,7 +89,8 @@ def get_batch(session: Session, name_or_id: str) -> Batch:
 
 
 def insert_rows(
-    session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow], *, first_tier: str, label: str = "line"
+    session: Session, batch_id: uuid.UUID, rows: Sequence[BatchRow], *, first_tier: str, label: str = "line",
+    api_key_id: uuid.UUID | None = None,
 ) -> InsertOutcome:
     """Store rows as jobs, skipping row ids already stored (a resumed run) and reporting repeats.
     `label` names what a position counts in messages ("line" or "row")."""
@@ -119,6 +121,8 @@ def insert_rows(
             "grader": row.grader,
             "max_tokens": row.max_tokens,
             "stop": row.stop,
+            "stop_tier": row.stop_tier,
+            "api_key_id": api_key_id,
             "status": JobStatus.QUEUED.value if row.error is None else JobStatus.FAILED.value,
             "pending_tier": first_tier if row.error is None else None,
             "error": row.error,  # the reason alone: its position is row_index, so equal reasons group
@@ -241,6 +245,12 @@ def cancel(session: Session, batch: Batch) -> int:
 
 def iter_export(session: Session, batch_id: uuid.UUID, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
     """Every job of the batch in file order, with its path through the tiers."""
+    for job in iter_jobs(session, batch_id, chunk=chunk):
+        yield export_record(job)
+
+
+def iter_jobs(session: Session, batch_id: uuid.UUID, *, chunk: int = 1000) -> Iterator[Job]:
+    """Every job of the batch in file order, with its attempts loaded, `chunk` rows at a time."""
     last = -1
     while True:
         jobs = session.scalars(
@@ -252,8 +262,7 @@ def iter_export(session: Session, batch_id: uuid.UUID, *, chunk: int = 1000) -> 
         ).all()
         if not jobs:
             return
-        for job in jobs:
-            yield export_record(job)
+        yield from jobs
         last = jobs[-1].row_index
         session.expunge_all()
 

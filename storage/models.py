@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -97,6 +98,12 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stop_tier: Mapped[str | None] = mapped_column(String(64))  # a job pinned to a tier: it answers there, never escalates
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("api_keys.id", ondelete="SET NULL"))
+    callback_url: Mapped[str | None] = mapped_column(Text)  # POSTed the finished job (webhooks)
+    callback_state: Mapped[str | None] = mapped_column(String(16))  # pending | delivered | failed
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_next_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     attempts: Mapped[list[Attempt]] = relationship(
         back_populates="job", order_by="Attempt.tier_index", cascade="all, delete-orphan"
@@ -109,6 +116,8 @@ class Job(Base):
         UniqueConstraint("batch_id", "row_id", name="uq_jobs_batch_id_row_id"),
         Index("ix_jobs_batch_id_status", "batch_id", "status"),
         Index("ix_jobs_created_at", "created_at"),
+        Index("ix_jobs_api_key_id", "api_key_id"),
+        Index("ix_jobs_callback_pending", "callback_state", "callback_next_at"),
     )
 
     def as_dict(self) -> dict[str, Any]:
@@ -137,6 +146,10 @@ class Job(Base):
             "error": self.error,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "stop_tier": self.stop_tier,
+            "api_key_id": str(self.api_key_id) if self.api_key_id else None,
+            "callback_url": self.callback_url,
+            "callback_state": self.callback_state,
             "path": [a.as_dict() for a in self.attempts],
         }
 
@@ -157,6 +170,9 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("api_keys.id", ondelete="SET NULL"))
+    input_file_id: Mapped[str | None] = mapped_column(String(64))  # batches made through the OpenAI-style API
+    request_meta: Mapped[dict | None] = mapped_column(JSON)  # endpoint, completion_window, metadata
 
     __table_args__ = (
         CheckConstraint(
@@ -234,3 +250,49 @@ class Attempt(Base):
             "error": self.error,
             "created_at": self.created_at.isoformat() if self.created_at else None,
         }
+
+
+class ApiKey(Base):
+    """A key for the HTTP service: stored only as a SHA-256 hash, with an optional budget and rate."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to tell keys apart in listings
+    webhook_secret: Mapped[str] = mapped_column(String(64))  # signs this key's webhook deliveries (HMAC-SHA256)
+    budget_usd: Mapped[float | None] = mapped_column(Double)  # None: no budget
+    rpm: Mapped[int | None] = mapped_column(Integer)  # requests per minute; None: no limit
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StoredFile(Base):
+    """A file uploaded through the OpenAI-style Files API (batch input)."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("api_keys.id", ondelete="SET NULL"))
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(32))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One try at POSTing a finished job to its callback URL."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_ms: Mapped[float] = mapped_column(Double, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -32,10 +32,17 @@ class NewJob:
     grader: str | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
+    stop_tier: str | None = None  # pinned: this tier answers and never escalates (it is also where the job starts)
+    api_key_id: uuid.UUID | None = None  # the HTTP service's key that submitted it
+    callback_url: str | None = None  # POSTed the finished job
 
     def stored(self) -> dict[str, Any]:
         """The job's columns that say what it asks (the same in `jobs` whichever way it came in)."""
         return {
+            "stop_tier": self.stop_tier,
+            "api_key_id": self.api_key_id,
+            "callback_url": self.callback_url,
+            "callback_state": "pending" if self.callback_url else None,
             "kind": self.kind,
             "question": self.question,
             "choices": list(self.choices),
@@ -92,6 +99,7 @@ class PendingJob:
     grader: str | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
+    stop_tier: str | None = None
 
     @property
     def accepted_answers(self) -> list[str] | None:
@@ -101,13 +109,14 @@ class PendingJob:
         return [self.gold] if self.gold else None
 
 
-_PENDING_COLUMNS = (Job.id, Job.question, Job.choices, Job.kind, Job.gold, Job.gold_aliases, Job.grader, Job.max_tokens, Job.stop)
+_PENDING_COLUMNS = (Job.id, Job.question, Job.choices, Job.kind, Job.gold, Job.gold_aliases, Job.grader, Job.max_tokens, Job.stop,
+                    Job.stop_tier)
 
 
 def _pending(row) -> PendingJob:
     return PendingJob(
         id=row.id, question=row.question, choices=list(row.choices or []), kind=row.kind or "choice", gold=row.gold,
-        gold_aliases=row.gold_aliases, grader=row.grader, max_tokens=row.max_tokens, stop=row.stop,
+        gold_aliases=row.gold_aliases, grader=row.grader, max_tokens=row.max_tokens, stop=row.stop, stop_tier=row.stop_tier,
     )
 
 

@@ -75,10 +75,11 @@ class Cascade:
                 "max_tokens": max_tokens, "stop": stop}
         return self.submit_many([item])[0]
 
-    def submit_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Queue many jobs (the keyword arguments of `submit`, as mappings) in one transaction and as
-        few messages as possible."""
-        limit = self.settings.config.max_tokens_limit
+    def submit_many(self, items: Iterable[Mapping[str, Any]], *, api_key_id: uuid.UUID | None = None) -> list[str]:
+        """Queue many jobs (the keyword arguments of `submit`, as mappings; `tier` pins a job to one
+        tier, `callback_url` asks for a webhook) in one transaction and as few messages as possible."""
+        config = self.settings.config
+        limit = config.max_tokens_limit
         new_jobs = []
         for item in items:
             spec = make_job_spec(
@@ -86,20 +87,33 @@ class Cascade:
                 max_tokens=item.get("max_tokens"), stop=item.get("stop"), max_tokens_limit=limit,
             )
             external_id = item.get("external_id")
-            new_jobs.append(new_job(spec, None if external_id is None else storable_text(str(external_id), "external_id", limit=255)))
-        first = self.settings.config.first
+            pinned = None if item.get("tier") is None else config.tier(str(item["tier"])).name
+            new_jobs.append(new_job(
+                spec, None if external_id is None else storable_text(str(external_id), "external_id", limit=255),
+                stop_tier=pinned, api_key_id=api_key_id, callback_url=item.get("callback_url"),
+            ))
+        added: list[tuple[uuid.UUID, bool]] = [None] * len(new_jobs)  # type: ignore[list-item]
+        to_send: dict[str, list[uuid.UUID]] = {}
+        by_start: dict[str, list[int]] = {}
+        for i, job in enumerate(new_jobs):
+            by_start.setdefault(job.stop_tier or config.first.name, []).append(i)
         with session_scope(self.database_url) as session:
-            added = add_jobs(session, new_jobs, first_tier=first.name)
-            # A job submitted before whose message may never have left (the broker was down then).
-            again = unstarted(session, [job_id for job_id, created in added if not created], tier=first.name)
+            for start, positions in by_start.items():
+                stored = add_jobs(session, [new_jobs[i] for i in positions], first_tier=start)
+                for i, result in zip(positions, stored):
+                    added[i] = result
+                # A job submitted before whose message may never have left (the broker was down then).
+                again = unstarted(session, [job_id for job_id, created in stored if not created], tier=start)
+                to_send[start] = [job_id for job_id, created in stored if created] + again
         # Commit first, then enqueue: a lost message leaves a queued row that the workers' sweeper resends.
-        to_send = [job_id for job_id, created in added if created] + again
-        if to_send:
+        for start, ids in to_send.items():
+            if not ids:
+                continue
             try:
-                send_jobs(self.app, first, to_send)
+                send_jobs(self.app, config.tier(start), ids)
             except BrokerUnavailable as exc:
                 raise BrokerUnavailable(
-                    f"{exc}; {len(to_send)} job(s) are stored as queued and will run once it is back "
+                    f"{exc}; {len(ids)} job(s) are stored as queued and will run once it is back "
                     "(workers re-send them, or submit again with the same external ids)"
                 ) from exc
         return [str(job_id) for job_id, _ in added]
@@ -142,8 +156,8 @@ class Cascade:
             time.sleep(0.1)
 
 
-def new_job(spec: JobSpec, external_id: str | None = None) -> NewJob:
-    """The row to store for a validated job."""
+def new_job(spec: JobSpec, external_id: str | None = None, **extra: Any) -> NewJob:
+    """The row to store for a validated job (`extra`: stop_tier, api_key_id, callback_url)."""
     return NewJob(
         question=spec.question,
         choices=list(spec.choices),
@@ -154,6 +168,7 @@ def new_job(spec: JobSpec, external_id: str | None = None) -> NewJob:
         grader=spec.grader,
         max_tokens=spec.max_tokens,
         stop=None if spec.stop is None else list(spec.stop),
+        **extra,
     )
 
 

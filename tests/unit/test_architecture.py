@@ -15,6 +15,7 @@ FLOORS = [
     ("cascade.workers.runtime",),  # Celery app, tier task, scoring, settings
     ("cascade.workers.client",),  # the API applications import
     ("cascade.workers.batch",),  # dataset runs
+    ("cascade.workers.api",),  # the HTTP service
     ("cascade.workers.lab",),  # probes, calibration, evaluation, demo, reports
     ("cascade.workers.cli",),  # commands
     ("cascade.workers.__main__",),

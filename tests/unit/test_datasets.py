@@ -127,3 +127,23 @@ def test_any_bytes_give_one_row_per_nonblank_line_each_a_question_or_an_error(tm
     rows = list(read_rows(path))
     assert len(rows) == sum(1 for line in path.read_bytes().split(b"\n") if line.strip())
     assert all((r.error is None) == bool(r.question) for r in rows)
+
+
+def test_rows_without_choices_are_free_form_prompts_with_their_gold(tmp_path):
+    path = tmp_path / "prompts.csv"
+    path.write_text('id,prompt,gold,grader,max_tokens\n'
+                    'a,Who wrote Middlemarch?,"[""George Eliot"", ""Mary Ann Evans""]",,12\n'
+                    'b,What is 6 x 7?,42,number,\n'
+                    'c,Broken gold,"[""unclosed",,\n'
+                    'd,Too long,x,,0\n', encoding="utf-8")
+    rows = list(read_rows(path))
+    a, b, c, d = rows
+    assert (a.kind, a.question, a.gold_aliases, a.grader, a.max_tokens) == ("open", "Who wrote Middlemarch?", ["George Eliot", "Mary Ann Evans"], "contains", 12)
+    assert (b.kind, b.gold_aliases, b.grader, b.max_tokens) == ("open", ["42"], "number", None)
+    assert c.error == "field 'gold' starts like a JSON list but is not one"
+    assert d.error.startswith("max_tokens must be a whole number of tokens > 0")
+    jsonl = tmp_path / "mixed.jsonl"
+    jsonl.write_text('{"id": 1, "prompt": "Hi?", "stop": ["\\n"]}\n{"id": 2, "question": "2+2?", "choices": ["3", "4"], "answer": "B"}\n')
+    free, choice = read_rows(jsonl)
+    assert (free.kind, free.stop, free.gold_aliases) == ("open", ["\n"], None)
+    assert (choice.kind, choice.gold) == ("choice", "B")

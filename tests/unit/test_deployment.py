@@ -61,3 +61,12 @@ def test_credentials_are_stripped_from_urls_in_messages():
     assert redact_url("http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080/v1"
     message = "cannot reach postgresql://cascade:hunter2@db:5432/cascade and amqp://guest:guest@mq//"
     assert "hunter2" not in redact(message) and "guest:guest" not in redact(message)
+
+
+def test_the_api_service_is_in_compose_with_a_health_check_and_no_model_libraries():
+    api = COMPOSE.split("\n  api:\n", 1)[1].split("\nvolumes:", 1)[0]
+    assert "dockerfile: docker/api.Dockerfile" in api and "/readyz" in api and "healthcheck:" in api
+    assert "127.0.0.1:${CASCADE_API_PORT:-8000}:8000" in api  # published on loopback unless the operator says otherwise
+    image = (ROOT / "docker" / "api.Dockerfile").read_text()
+    assert 'pip install ".[api]"' in image and "torch" not in image.lower().split("no torch")[1]
+    assert "USER cascade" in image and "HEALTHCHECK" in image

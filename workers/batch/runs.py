@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -53,24 +54,54 @@ def submit_file(
     fields = fields or Fields()
     if chunk_size < 1:
         raise ValueError(f"chunk size must be at least 1 job id per message, got {chunk_size}")
+    rows = read_rows(path, fields=fields, fmt=fmt, max_tokens_limit=client.settings.config.max_tokens_limit)  # raises DatasetError before any batch is made
+    return submit_rows(client, rows, name=name, source=str(path), id_field=fields.id, label=position_label(path, fmt),
+                       check=lambda: check_columns(path, fields, fmt), chunk_size=chunk_size, window_rows=window_rows,
+                       start_tier=start_tier, on_progress=on_progress)
+
+
+def submit_rows(
+    client: Cascade,
+    rows: Iterable[DatasetRow],
+    *,
+    name: str,
+    source: str,
+    id_field: str = "id",
+    label: str = "line",
+    check: Callable[[], None] = lambda: None,
+    chunk_size: int = DEFAULT_CHUNK,
+    window_rows: int = WINDOW_ROWS,
+    start_tier: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    api_key_id: uuid.UUID | None = None,
+    request_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Store and send already-read rows as batch `name` (the rows of a file, or of an HTTP batch
+    request); `check` runs once the batch exists and may refuse the input as a whole."""
     config = client.settings.config
     first = config.tier(start_tier) if start_tier else config.first
     url = client.database_url
-    rows = read_rows(path, fields=fields, fmt=fmt, max_tokens_limit=client.settings.config.max_tokens_limit)  # raises DatasetError before any batch is made
-    label = position_label(path, fmt)
     with session_scope(url) as session:
-        batch, resumed = store.create_or_resume(session, name=name, source=str(path), id_field=fields.id)
+        batch, resumed = store.create_or_resume(session, name=name, source=source, id_field=id_field)
         batch_id, read_before = batch.id, batch.rows_read or 0
+        if api_key_id is not None or request_meta is not None:
+            batch.api_key_id, batch.request_meta = api_key_id, request_meta
     read = sent_jobs = new_rows = resumed_rows = 0
     row_errors: dict[str, dict[str, Any]] = {}  # reason -> {"rows": n, "first": position}, this run's new ones
     started = time.monotonic()
     try:
-        check_columns(path, fields, fmt)
+        check()
         for window in windows(rows, window_rows):
             # Rows an earlier run of this batch already read were counted then: count only the rest.
             unseen = {row.index for i, row in enumerate(window) if read + i >= read_before}
             with session_scope(url) as session:
-                outcome = store.insert_rows(session, batch_id, window, first_tier=first.name, label=label)
+                outcome = store.insert_rows(session, batch_id, window, first_tier=first.name, label=label, api_key_id=api_key_id)
+                batch = session.get(store.Batch, batch_id)
+                if batch.status in (BatchStatus.CANCELLING.value, BatchStatus.CANCELLED.value):
+                    # Cancelled while it was being read: what was just stored is cancelled too, and nothing is sent.
+                    batch.status = BatchStatus.VALIDATING.value
+                    store.cancel(session, batch)
+                    break
                 read += len(window)
                 duplicates = [(position, message) for position, message in outcome.duplicates if position in unseen]
                 store.note_progress(

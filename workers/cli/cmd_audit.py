@@ -18,20 +18,21 @@ def filters(function):
             click.option("--since", help="Only from this time (ISO 8601, UTC unless it says otherwise)."),
             click.option("--until", help="Only before this time."),
             click.option("--tier", help="Only this tier's attempts (jobs: finished on this tier)."),
+            click.option("--key", "key_name", help="Only jobs submitted over HTTP with this API key (its name)."),
         ]
     ):
         function = option(function)
     return function
 
 
-def _context(ctx: Context, batch, since, until, tier):
+def _context(ctx: Context, batch, since, until, tier, key_name=None):
     from cascade.workers.lab.reports import make_filter
 
     settings = settings_of(ctx)
     if tier is not None:
         settings.config.tier(tier)  # an unknown tier would match nothing: say so instead
     url = settings.require_database()
-    return settings, url, make_filter(url, batch=batch, since=parse_time(since), until=parse_time(until), tier=tier)
+    return settings, url, make_filter(url, batch=batch, since=parse_time(since), until=parse_time(until), tier=tier, key=key_name)
 
 
 @click.group()
@@ -44,7 +45,7 @@ def audit() -> None:
 @click.option("--reference-batch", help="A batch of the same rows answered by the largest tier alone: gives PD and exact reduced compute.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def audit_summary(ctx, batch, since, until, tier, reference_batch, as_json):
+def audit_summary(ctx, batch, since, until, tier, key_name, reference_batch, as_json):
     """Per tier: answered, escalated, escalation rate, P(T)/P(IK) quantiles; overall: accuracy, PD,
     tokens, FLOPs, USD, reduced compute, latency p50/p95/p99, failures.
 
@@ -55,7 +56,7 @@ def audit_summary(ctx, batch, since, until, tier, reference_batch, as_json):
     from cascade.storage.batches import BatchError
     from cascade.workers.lab.reports import format_summary, summary
 
-    settings, url, where = _context(ctx, batch, since, until, tier)
+    settings, url, where = _context(ctx, batch, since, until, tier, key_name)
     try:
         report = summary(url, settings.config, where, reference_batch=reference_batch)
     except (ValueError, BatchError) as exc:
@@ -84,12 +85,12 @@ def _range(value: str | None) -> tuple[float | None, float | None]:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def audit_jobs(ctx, batch, since, until, tier, decision, p_t, p_ik, limit, as_json):
+def audit_jobs(ctx, batch, since, until, tier, key_name, decision, p_t, p_ik, limit, as_json):
     """Attempts matching the filters, newest first, with their job's final answer."""
     from cascade.storage import audit as queries
     from cascade.storage.engine import session_scope
 
-    _, url, where = _context(ctx, batch, since, until, tier)
+    _, url, where = _context(ctx, batch, since, until, tier, key_name)
     with session_scope(url) as session:
         rows = queries.list_jobs(session, where, decision=decision, p_t_range=_range(p_t), p_ik_range=_range(p_ik), limit=limit)
     if as_json:
@@ -119,12 +120,12 @@ def audit_show(click_ctx, job, as_json):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the PNGs and report.html.")
 @click.option("--reference-batch", help="With --batch: also draw the cost-accuracy frontier of other thresholds.")
 @click.pass_obj
-def audit_plot(ctx, batch, since, until, tier, out_dir, reference_batch):
+def audit_plot(ctx, batch, since, until, tier, key_name, out_dir, reference_batch):
     """P(T)/P(IK) histograms split by correct/incorrect, share answered per tier over time, and
     (with a reference batch) the cost-accuracy frontier with the operating point; one HTML page."""
     from cascade.workers.lab.reports import frontier_points, plot
 
-    settings, url, where = _context(ctx, batch, since, until, tier)
+    settings, url, where = _context(ctx, batch, since, until, tier, key_name)
     points = None
     if reference_batch:
         if not batch:
@@ -140,7 +141,7 @@ def audit_plot(ctx, batch, since, until, tier, out_dir, reference_batch):
 @click.option("--window", "window", help="Also per time window, e.g. 3600 (seconds), 1h or 1d.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def audit_live(ctx, batch, since, until, tier, window, as_json):
+def audit_live(ctx, batch, since, until, tier, key_name, window, as_json):
     """What the cascade costs in accuracy right now, from shadow attempts: for each tier with a
     shadow_rate, how often its kept answers agree with the last tier, and its share of the PD against
     the last tier alone (exact where jobs have gold answers, else a bound from disagreement), with
@@ -152,7 +153,7 @@ def audit_live(ctx, batch, since, until, tier, window, as_json):
     """
     from cascade.workers.lab.reports import format_live, live
 
-    settings, url, where = _context(ctx, batch, since, until, tier)
+    settings, url, where = _context(ctx, batch, since, until, tier, key_name)
     report = live(url, settings.config, where, window_s=_seconds(window) if window else None)
     emit_json(report) if as_json else click.echo(format_live(report))
 
@@ -163,7 +164,7 @@ def audit_live(ctx, batch, since, until, tier, window, as_json):
 @click.option("--confidence", type=float, default=0.9, show_default=True, help="How sure the alarm must be.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def audit_drift(ctx, batch, since, until, tier, target_pd, confidence, as_json):
+def audit_drift(ctx, batch, since, until, tier, key_name, target_pd, confidence, as_json):
     """Exit 6 when the live PD's lower confidence bound breaks the target (for cron and alerting),
     0 when it holds, 3 when there are no shadow attempts to tell.
 
@@ -175,7 +176,7 @@ def audit_drift(ctx, batch, since, until, tier, target_pd, confidence, as_json):
 
     if not 0.0 < confidence < 1.0:
         fail(f"--confidence must be strictly between 0 and 1 (e.g. 0.9), got {confidence}")
-    settings, url, where = _context(ctx, batch, since, until, tier)
+    settings, url, where = _context(ctx, batch, since, until, tier, key_name)
     report = live(url, settings.config, where, confidence=confidence)
     bound = report["pd_bound"]
     verdict = "unknown" if bound is None else ("breaks" if bound < target_pd else "holds")

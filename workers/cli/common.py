@@ -59,6 +59,7 @@ def describe_failure(exc: BaseException) -> tuple[str, int] | None:
 
     from cascade.storage.batches import BatchError
     from cascade.storage.engine import is_unmigrated, is_unreachable
+    from cascade.storage.keys import ApiKeyError
     from cascade.storage.repository import ExternalIdConflict
     from cascade.workers.batch.datasets import DatasetError
     from cascade.workers.runtime.dispatch import BrokerUnavailable
@@ -72,7 +73,7 @@ def describe_failure(exc: BaseException) -> tuple[str, int] | None:
         return f"{exc}: start it, or fix --broker-url / {ENV_BROKER}", EXIT_UNAVAILABLE
     if isinstance(exc, (BrokerError, RedisConnectionError)):
         return f"broker unreachable ({redact(str(exc))}): start it, or fix --broker-url / {ENV_BROKER}", EXIT_UNAVAILABLE
-    if isinstance(exc, (RouterError, BatchError, DatasetError, ExternalIdConflict)):
+    if isinstance(exc, (RouterError, BatchError, DatasetError, ExternalIdConflict, ApiKeyError)):
         return str(exc), EXIT_USAGE
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror or exc}", EXIT_USAGE

@@ -14,9 +14,11 @@ from cascade.workers.cli import (
     cmd_demo,
     cmd_eval,
     cmd_jobs,
+    cmd_keys,
     cmd_models,
     cmd_probes,
     cmd_replay,
+    cmd_serve,
     cmd_worker,
 )
 from cascade.workers.cli.common import Context, describe_failure, fail
@@ -46,6 +48,8 @@ Examples:
   cascade db upgrade
   cascade worker --tier small                    # one per tier (per GPU)
   cascade submit "2 + 2 = ?" -c 3 -c 4 --wait
+  cascade submit "Who wrote Middlemarch?" --wait # free-form
+  cascade serve --port 8000                      # the HTTP service (OpenAI-compatible)
   cascade status 3f1c...                         # a job id or your external id
 """,
 )
@@ -59,7 +63,7 @@ Examples:
 @click.option("--database-url", envvar=ENV_DATABASE, metavar="URL", help=f"SQLAlchemy URL, e.g. postgresql://localhost/cascade [env {ENV_DATABASE}].")
 @click.pass_context
 def main(ctx: click.Context, config: str | None, broker_url: str | None, database_url: str | None) -> None:
-    """Answer multiple-choice questions through a cascade of models of increasing size.
+    """Answer multiple-choice questions and free-form prompts through a cascade of models of increasing size.
 
     The smallest tier answers first; its answer is kept only when P(T) (and P(IK), where the tier
     has a probe) clear the tier's thresholds, otherwise the question moves to the next tier. Every
@@ -84,5 +88,7 @@ for command in (
     cmd_probes.calibrate,
     cmd_replay.replay,
     cmd_models.models,
+    cmd_serve.serve,
+    cmd_keys.keys,
 ):
     main.add_command(command)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cascade.router.prompts import JobKind, OpenPrompt, make_open_prompt, make_question, normalise_gold
+from cascade.workers.lab.sampling import stratified
 
 GPQA_PUBLIC_PASSWORD = "deserted-untie-orchid"  # stated in the GPQA authors' README
 
@@ -63,20 +64,6 @@ def gpqa_rows(zip_path: Path, password: str, sample: int | None, seed: int) -> l
              "choices": choices, "answer": "ABCD"[order.index(0)]}
         )
     return stratified(by_domain, sample, seed)
-
-
-def stratified(groups: dict[str, list[dict]], sample: int | None, seed: int) -> list[dict]:
-    """`sample` rows drawn from every group in proportion to its size (at least one each), seeded."""
-    total = sum(len(v) for v in groups.values())
-    if not sample or sample >= total:
-        return [row for rows in groups.values() for row in rows]
-    rng = random.Random(seed)
-    picked = []
-    for rows in groups.values():
-        take = max(1, round(sample * len(rows) / total))
-        picked += rng.sample(rows, min(take, len(rows)))
-    rng.shuffle(picked)
-    return picked[:sample]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cascade.workers.lab.labelled_data import stratified
+from cascade.workers.lab.sampling import stratified
 
 SHORT_ANSWER = "Answer with only the answer (a name, a number or a short phrase), no sentence and no explanation.\n\nQuestion: {question}"
 WORKED_ANSWER = "Solve the problem. Show brief working, then write the final answer as a number after '####'.\n\nProblem: {question}"

@@ -15,12 +15,19 @@ from cascade.storage.batches import get_batch
 from cascade.storage.engine import session_scope
 
 
-def make_filter(database_url: str, *, batch: str | None, since, until, tier: str | None) -> audit.AuditFilter:
-    batch_id = None
-    if batch:
-        with session_scope(database_url) as session:
+def make_filter(database_url: str, *, batch: str | None, since, until, tier: str | None, key: str | None = None) -> audit.AuditFilter:
+    batch_id = key_id = None
+    with session_scope(database_url) as session:
+        if batch:
             batch_id = get_batch(session, batch).id
-    return audit.AuditFilter(batch_id=batch_id, since=since, until=until, tier=tier)
+        if key:
+            from cascade.storage.keys import ApiKeyError, key_by_name
+
+            row = key_by_name(session, key)
+            if row is None:
+                raise ApiKeyError(f"no API key named {key!r}: see `cascade keys list`")
+            key_id = row.id
+    return audit.AuditFilter(batch_id=batch_id, since=since, until=until, tier=tier, api_key_id=key_id)
 
 
 def live(database_url: str, config: CascadeConfig, where: audit.AuditFilter, *, window_s: float | None = None,

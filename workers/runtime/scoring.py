@@ -102,7 +102,7 @@ class TierScorer:
                           "p_t_aggregate": self.tier.p_t_aggregate, "token_logprobs": [round(v, 5) for v in output.token_logprobs]}
             else:
                 signal = {"answer": output.answer, "p_t": output.p_t, "p_t_options": output.p_t_options}
-            verdict = decide(signal["p_t"], p_ik, self.tier, is_last=self.is_last, kind=kind)
+            verdict = decide(signal["p_t"], p_ik, self.tier, is_last=self.is_last or job.stop_tier == self.tier.name, kind=kind)
             records.append(
                 AttemptRecord(
                     job_id=job.id,
