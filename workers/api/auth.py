@@ -53,8 +53,8 @@ class Authenticator:
         self.database_url = database_url
         self.required = required
         self.rates = RateWindow()
-        self._keys: dict[str, tuple[float, object]] = {}
-        self._spent: dict[uuid.UUID, tuple[float, float]] = {}
+        self._keys: dict[str, tuple[float, object]] = {}  # presented key -> (read at, row or None)
+        self._spent: dict[uuid.UUID, tuple[float, float]] = {}  # key id -> (read at, USD)
 
     def caller(self, request: Request, *, spends: bool) -> Caller:
         if not self.required:
@@ -78,23 +78,29 @@ class Authenticator:
         return Caller(row.id, row.name)
 
     def _row(self, key: str):
-        cached = self._keys.get(key)
-        now = time.monotonic()
-        if cached and now - cached[0] < SPENT_CACHE_S:
-            return cached[1]
-        with session_scope(self.database_url) as session:
-            row = find_by_key(session, key)
-            if row is not None:
-                session.expunge(row)
-        self._keys[key] = (now, row)
-        return row
+        def load():
+            with session_scope(self.database_url) as session:
+                row = find_by_key(session, key)
+                if row is not None:
+                    session.expunge(row)
+                return row
+
+        return _cached(self._keys, key, load)
 
     def _spent_usd(self, key_id: uuid.UUID) -> float:
-        cached = self._spent.get(key_id)
-        now = time.monotonic()
-        if cached and now - cached[0] < SPENT_CACHE_S:
-            return cached[1]
-        with session_scope(self.database_url) as session:
-            spent = spent_usd(session, key_id)
-        self._spent[key_id] = (now, spent)
-        return spent
+        def load() -> float:
+            with session_scope(self.database_url) as session:
+                return spent_usd(session, key_id)
+
+        return _cached(self._spent, key_id, load)
+
+
+def _cached(store: dict, key, load):
+    """`load()`'s value for `key`, read again once it is older than SPENT_CACHE_S."""
+    now = time.monotonic()
+    hit = store.get(key)
+    if hit is not None and now - hit[0] < SPENT_CACHE_S:
+        return hit[1]
+    value = load()
+    store[key] = (now, value)
+    return value
