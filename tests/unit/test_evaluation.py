@@ -59,3 +59,13 @@ def test_eval_reports_accuracy_pd_auroc_and_ablation(mmlu_dir):
     never = report["ablation"]["P(T) only"]  # --ablate-tau-t 0: the small tier keeps every answer
     assert never["escalation_rate"] == 0.0 and never["accuracy"] == pytest.approx(report["alone_accuracy"]["small"], abs=0.01)
     assert 0.0 <= report["auroc"]["small"]["p_t"] <= 1.0
+
+
+def test_a_stratified_sample_has_exactly_the_size_asked_for():
+    from cascade.workers.lab.sampling import stratified
+
+    groups = {f"g{i}": [{"id": f"g{i}-{j}"} for j in range(7)] for i in range(9)}  # 63 rows, 9 groups of 7
+    for size in (10, 20, 31, 50):
+        rows = stratified(groups, size, seed=1)
+        assert len(rows) == size and len({r["id"] for r in rows}) == size
+        assert {r["id"].split("-")[0] for r in rows} == set(groups) or size < 9

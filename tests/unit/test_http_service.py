@@ -83,3 +83,49 @@ def test_callback_urls_must_be_http_not_this_service_and_allowed():
 def test_a_webhook_signature_is_hmac_sha256_of_the_body():
     body = b'{"id": "j1"}'
     assert sign("s3cret", body) == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+
+
+def test_grouped_submissions_share_one_call_and_a_bad_one_fails_alone():
+    import threading
+
+    from cascade.workers.api.submitter import GroupSubmitter
+
+    calls = []
+
+    def submit(items, key_id):
+        calls.append(len(items))
+        if any(item.get("bad") for item in items):
+            raise ValueError("bad job")
+        return [f"{key_id}:{item['n']}" for item in items]
+
+    grouped = GroupSubmitter(submit, after_commit=ConnectionError, window_s=0.05)
+    results, errors = {}, {}
+
+    def one(n):
+        try:
+            results[n] = grouped.submit([{"n": n, "bad": n == 3}], "k")
+        except ValueError as exc:
+            errors[n] = str(exc)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert results == {n: [f"k:{n}"] for n in range(6) if n != 3} and errors == {3: "bad job"}
+    assert calls[0] > 1  # one call for the group first, then one per request to find the bad one
+
+
+def test_a_failure_after_the_commit_is_never_retried_one_by_one():
+    from cascade.workers.api.submitter import GroupSubmitter
+
+    calls = []
+
+    def submit(items, key_id):
+        calls.append(len(items))
+        raise ConnectionError("broker down; jobs stored")
+
+    grouped = GroupSubmitter(submit, after_commit=ConnectionError)
+    with pytest.raises(ConnectionError):
+        grouped.submit([{"n": 1}, {"n": 2}], None)
+    assert calls == [2]

@@ -21,6 +21,7 @@ from cascade.storage.repository import ExternalIdConflict
 from cascade.workers.api.auth import Authenticator, Caller
 from cascade.workers.api.http_errors import ApiError, api_error_handler, error_body, validation_error_handler
 from cascade.workers.api.metrics import make_registry
+from cascade.workers.api.submitter import GroupSubmitter
 from cascade.workers.api.webhook_sender import WebhookSender, check_callback_url
 from cascade.workers.client import Cascade, JobNotFound
 from cascade.workers.runtime.dispatch import BrokerUnavailable
@@ -47,6 +48,7 @@ class ServiceState:
         self.auth = Authenticator(settings.require_database(), required=options.auth)
         self.registry, self.requests = make_registry(settings.require_database(), self.config, self.client.app)
         self.sender = WebhookSender(settings.require_database()) if options.webhooks else None
+        self.grouped = GroupSubmitter(lambda items, key_id: self.client.submit_many(items, api_key_id=key_id), after_commit=BrokerUnavailable)
 
     def submit(self, items: list[dict[str, Any]], caller: Caller) -> list[str]:
         """Queue jobs for a caller; bad input becomes a 400 naming the problem."""
@@ -54,7 +56,7 @@ class ServiceState:
             if item.get("callback_url"):
                 check_callback_url(item["callback_url"], own=self.options.own_addresses, allowed_hosts=self.options.webhook_hosts)
         try:
-            return self.client.submit_many(items, api_key_id=caller.key_id)
+            return self.grouped.submit(items, caller.key_id)
         except ExternalIdConflict as exc:
             raise ApiError(409, str(exc), code="external_id_conflict", param="external_id") from None
         except (RouterError, ValueError) as exc:

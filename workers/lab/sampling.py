@@ -15,5 +15,9 @@ def stratified(groups: dict[str, list[dict]], sample: int | None, seed: int) -> 
     for rows in groups.values():
         take = max(1, round(sample * len(rows) / total))
         picked += rng.sample(rows, min(take, len(rows)))
+    if len(picked) < sample:  # per-group rounding fell short: top up from the rows not yet picked
+        chosen = {id(row) for row in picked}
+        rest = [row for rows in groups.values() for row in rows if id(row) not in chosen]
+        picked += rng.sample(rest, sample - len(picked))
     rng.shuffle(picked)
     return picked[:sample]
