@@ -92,20 +92,22 @@ class ShadowLabel:
     last_flops: float
     gold: str | None
     kept: bool
+    correct: bool | None = None  # the tier's answer graded at write time (None: no gold)
+    last_correct: bool | None = None
 
 
 def shadow_labels(session: Session, where: AuditFilter, tier: str, last: str) -> list[ShadowLabel]:
     """Jobs the tier answered in the filter and the last tier answered too (escalated, or shadowed)."""
     own, other = aliased(Attempt), aliased(Attempt)
     rows = session.execute(
-        select(own.p_t, own.p_ik, own.answer, own.flops, other.answer, other.flops, Job.gold, own.decision)
+        select(own.p_t, own.p_ik, own.answer, own.flops, other.answer, other.flops, Job.gold, own.decision, own.correct, other.correct)
         .select_from(own)
         .join(Job, Job.id == own.job_id)
         .join(other, and_(other.job_id == own.job_id, other.tier == last, other.decision == Decision.ACCEPTED.value))
         .where(own.tier == tier, own.decision.in_([Decision.ACCEPTED.value, Decision.ESCALATED.value]), *where.attempts(of=own))
     ).all()
     return [
-        ShadowLabel(float(r[0] or 0.0), r[1], r[2], float(r[3] or 0.0), r[4], float(r[5] or 0.0), r[6], r[7] == Decision.ACCEPTED.value)
+        ShadowLabel(float(r[0] or 0.0), r[1], r[2], float(r[3] or 0.0), r[4], float(r[5] or 0.0), r[6], r[7] == Decision.ACCEPTED.value, r[8], r[9])
         for r in rows
     ]
 

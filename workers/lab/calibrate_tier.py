@@ -184,9 +184,11 @@ def calibrate_from_production(config: CascadeConfig, tier_name: str, database_ur
             f"too few shadowed jobs for {tier_name} in this window ({shadowed} kept answers shadowed, {len(rows)} jobs in all): "
             "give the tier a shadow_rate and let traffic run, or widen --since"
         )
-    gold = [r.gold for r in rows]
-    small_correct = np.array([(r.answer == g) if g is not None else (r.answer == r.last_answer) for r, g in zip(rows, gold)])
-    large_correct = np.array([(r.last_answer == g) if g is not None else True for r, g in zip(rows, gold)])
+    # Graded answers where jobs have a gold (either kind: the grade was written with the attempt);
+    # else the last tier's answer stands for the truth.
+    graded = [r.correct is not None and r.last_correct is not None for r in rows]
+    small_correct = np.array([r.correct if g else (r.answer == r.last_answer) for r, g in zip(rows, graded)], dtype=bool)
+    large_correct = np.array([r.last_correct if g else True for r, g in zip(rows, graded)], dtype=bool)
     data = CalibrationData(
         p_t=np.array([r.p_t for r in rows]),
         p_ik=None if any(r.p_ik is None for r in rows) else np.array([r.p_ik for r in rows]),
@@ -197,7 +199,7 @@ def calibrate_from_production(config: CascadeConfig, tier_name: str, database_ur
         weights=np.array([kept / shadowed if r.kept else 1.0 for r in rows]),
     )
     result = choose_for(config, tier_name, data, target)
-    result["production"] = {"jobs": len(rows), "kept_shadowed": shadowed, "kept": kept, "graded": sum(g is not None for g in gold)}
+    result["production"] = {"jobs": len(rows), "kept_shadowed": shadowed, "kept": kept, "graded": sum(graded)}
     return result
 
 
