@@ -19,6 +19,8 @@ from cascade.workers.cli.progress import finished_of_total
 @click.option("--split", help="MMLU split (dev, val, test) [default: test]; popqa/nq/gsm8k: all, or one fixed half: fit or test [default: all].")
 @click.option("--data", "data_file", type=click.Path(), help="popqa/nq/gsm8k: the data file (DisambPopQA.csv, NQ-open.dev.jsonl, test.jsonl).")
 @click.option("--max-tokens", type=int, help="popqa/nq/gsm8k: new tokens per answer [default: 24; gsm8k 256].")
+@click.option("--grader", type=click.Choice(["contains", "exact", "number"]),
+              help="popqa/nq/gsm8k: grade with this rule instead of the benchmark's (popqa contains, nq exact, gsm8k number).")
 @click.option("--sample", type=int, help="A sample of this many questions, stratified by subject (default: all).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data-dir", envvar="CASCADE_MMLU_DIR", help="MMLU folder with dev/, val/, test/ [env CASCADE_MMLU_DIR].")
@@ -30,7 +32,7 @@ from cascade.workers.cli.progress import finished_of_total
 @click.option("--timeout", type=float, default=6 * 3600, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def eval_command(ctx: Context, benchmark, split, data_file, max_tokens, sample, seed, data_dir, gpqa_zip, gpqa_password, ablate, ablate_tau_t,
+def eval_command(ctx: Context, benchmark, split, data_file, max_tokens, grader, sample, seed, data_dir, gpqa_zip, gpqa_password, ablate, ablate_tau_t,
                  ablate_tau_ik, timeout, as_json):
     """Run a seeded sample of a benchmark through the cascade and through the largest tier alone, and
     report accuracy, PD, reduced compute, AUROC of P(T)/P(IK), share per tier. Free-form benchmarks
@@ -53,12 +55,12 @@ def eval_command(ctx: Context, benchmark, split, data_file, max_tokens, sample, 
             fail(f"--split: {benchmark} has no split {split!r}; use all, fit or test (two fixed disjoint halves)")
         if not data_file:
             fail(f"give --data: the {benchmark} file (see `cascade eval --help`)")
-    elif data_file or max_tokens:
-        fail(f"--data and --max-tokens are for popqa, nq and gsm8k; {benchmark} reads --data-dir or --gpqa-zip")
+    elif data_file or max_tokens or grader:
+        fail(f"--data, --max-tokens and --grader are for popqa, nq and gsm8k; {benchmark} reads --data-dir or --gpqa-zip")
     split = split or "test"
     try:
         if benchmark in BENCHMARKS:
-            rows = BENCHMARKS[benchmark].rows(Path(data_file), sample, seed, part=split, max_tokens=max_tokens)
+            rows = BENCHMARKS[benchmark].rows(Path(data_file), sample, seed, part=split, max_tokens=max_tokens, grader=grader)
         elif benchmark == "mmlu":
             if not data_dir:
                 fail("give --data-dir (a folder with the MMLU dev/, val/, test/ CSVs) or set CASCADE_MMLU_DIR")

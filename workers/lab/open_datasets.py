@@ -24,7 +24,8 @@ class OpenBenchmark:
     def __init__(self, name: str, grader: str, template: str, max_tokens: int, group_by: str | None = None):
         self.name, self.grader, self.template, self.max_tokens, self.group_by = name, grader, template, max_tokens, group_by
 
-    def rows(self, path: Path, sample: int | None, seed: int, *, part: str = "all", max_tokens: int | None = None) -> list[dict[str, Any]]:
+    def rows(self, path: Path, sample: int | None, seed: int, *, part: str = "all", max_tokens: int | None = None,
+             grader: str | None = None) -> list[dict[str, Any]]:
         """A seeded sample (stratified by `group_by` where the file has it) as batch rows, from one
         half of the file (`part` fit or test: two fixed disjoint halves, the same for every seed) or all."""
         if not path.is_file():
@@ -37,7 +38,7 @@ class OpenBenchmark:
                 "id": f"{self.name}-{i}",
                 "question": self.template.format(question=question.strip()),
                 "gold": aliases,
-                "grader": self.grader,
+                "grader": grader or self.grader,
                 "max_tokens": max_tokens or self.max_tokens,
             })
         if not groups:
