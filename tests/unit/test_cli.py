@@ -182,3 +182,17 @@ def test_replay_certifies_thresholds_and_prints_bound_and_interval():
     for bad in (["--confidence", "1.5"], ["--confidence", "0"]):
         refused = cli(*args, *bad)
         assert refused.returncode == 2 and "--confidence" in refused.stderr
+
+
+def test_free_form_options_are_refused_where_they_do_not_apply(tmp_path):
+    mmlu = cli("--config", "tiny", "eval", "mmlu", "--grader", "exact")
+    assert mmlu.returncode == 2 and "--grader are for popqa, nq and gsm8k" in mmlu.stderr
+    half = cli("--config", "tiny", "eval", "popqa", "--data", "x.csv", "--split", "dev")
+    assert half.returncode == 2 and "use all, fit or test" in half.stderr
+    choice = cli("--config", "tiny", "submit", "2 + 2 = ?", "-c", "3", "-c", "4", "--gold", "A", "--gold", "B",
+                 CASCADE_DATABASE_URL=f"sqlite:///{tmp_path}/c.sqlite", CASCADE_BROKER_URL="memory://")
+    assert choice.returncode == 2 and "one correct option" in choice.stderr
+    aggregate = cli("--config", "tiny", "calibrate", "--tier", "small", "--data", "x.jsonl", "--target-pd", "-1", "--aggregate", "median")
+    assert aggregate.returncode == 2 and "unknown aggregate 'median'" in aggregate.stderr
+    keys = cli("keys", "create", "k", "--rpm", "0", CASCADE_DATABASE_URL=f"sqlite:///{tmp_path}/c.sqlite")
+    assert keys.returncode == 2 and "--rpm: at least 1" in keys.stderr
