@@ -1,7 +1,9 @@
 """The HTTP layer's cost: jobs/s submitted through POST /v1/jobs (one job per request, and batches)
 and chat-completion round-trip latency, each against the Python client doing the same in the same
-run, on the null backend (instant answers), real Redis and PostgreSQL, `cascade worker` processes
-and a `cascade serve` process.
+run, on the null backend (instant answers, no wait to fill a pass), real Redis and PostgreSQL,
+`cascade worker` processes and a `cascade serve` process. The workers start once both sides have
+submitted, so the submit rates measure submission alone (on a 2-core machine, workers draining the
+queue at the same time would take most of the CPU from both sides alike).
 
     python benchmarks/http_service.py                    # Redis and PostgreSQL on 127.0.0.1
     python benchmarks/http_service.py --json --requests 4000 --threads 16 --serve-workers 2
@@ -36,6 +38,7 @@ model = "null-small"
 params = "1B"
 tau_t = 0.5
 max_batch = 256
+max_wait_ms = 0
 
 [[tiers]]
 name = "large"
@@ -43,6 +46,7 @@ backend = "null"
 model = "null-large"
 params = "70B"
 max_batch = 256
+max_wait_ms = 0
 """
 
 
@@ -84,11 +88,19 @@ class Connection(threading.local):
     """One keep-alive HTTP connection per thread, as a pooled client would hold."""
 
     def __init__(self, port: int):
+        self.port = port
         self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     def post(self, path: str, body: dict, key: str) -> dict:
-        self.http.request("POST", path, json.dumps(body), {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-        response = self.http.getresponse()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        try:
+            self.http.request("POST", path, json.dumps(body), headers)
+            response = self.http.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):  # the server closed an idle connection
+            self.http.close()
+            self.http = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            self.http.request("POST", path, json.dumps(body), headers)
+            response = self.http.getresponse()
         data = response.read()
         if response.status >= 300:
             raise RuntimeError(f"{path}: HTTP {response.status}: {data[:200]!r}")
@@ -128,10 +140,8 @@ def main() -> None:
            "PYTHONUNBUFFERED": "1"}
     port = free_port()
     logs = open(workdir / "processes.log", "w")
-    processes = [subprocess.Popen([sys.executable, "-m", "cascade.workers", "worker", "--tier", tier], env=env, stdout=logs, stderr=logs)
-                 for tier in ("small", "large")]
-    processes.append(subprocess.Popen([sys.executable, "-m", "cascade.workers", "serve", "--port", str(port), "--workers",
-                                       str(args.serve_workers), "--log-level", "warning", "--no-webhooks"], env=env, stdout=logs, stderr=logs))
+    processes = [subprocess.Popen([sys.executable, "-m", "cascade.workers", "serve", "--port", str(port), "--workers",
+                                   str(args.serve_workers), "--log-level", "warning", "--no-webhooks"], env=env, stdout=logs, stderr=logs)]
     client = Cascade(config, broker_url=args.redis_url, database_url=args.database_url)
     connection = Connection(port)
     try:
@@ -144,7 +154,7 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"cascade serve did not start: see {logs.name}") from None
                 time.sleep(0.2)
-        # warm-up both sides (connections, plans, the first worker round trip)
+        # warm-up both sides (connections, plans)
         for i in range(20):
             connection.post("/v1/jobs", {"prompt": f"warm-up {i}"}, key)
             client.submit(f"warm-up client {i}")
@@ -158,7 +168,9 @@ def main() -> None:
         python_s = timed_parallel(lambda i: client.submit_many(jobs("pb", i)), args.batches, args.threads)
         total = args.batches * args.batch
         results[f"submit, {args.batch} jobs per call"] = {"http": total / http_s, "python": total / python_s}
-        # let the workers drain what was submitted, so round trips measure an idle cascade
+        # now the workers: they drain what was submitted, so round trips measure an idle cascade
+        processes += [subprocess.Popen([sys.executable, "-m", "cascade.workers", "worker", "--tier", tier], env=env, stdout=logs, stderr=logs)
+                      for tier in ("small", "large")]
         client.result(client.submit("drain marker"), timeout=600)
         http_ms, python_ms = [], []
         for i in range(args.round_trips):
