@@ -397,6 +397,15 @@ def paired_results(session: Session, batch_id: uuid.UUID, reference_id: uuid.UUI
     ).all()
 
 
+def final_attempts(session: Session, batch_id: uuid.UUID) -> list[tuple]:
+    """(P(T), right, tier) of the attempt that gave each graded job of the batch its final answer (or abstained)."""
+    return session.execute(
+        select(Attempt.p_t, Attempt.correct, Attempt.tier)
+        .join(Job, and_(Job.id == Attempt.job_id, Attempt.tier == Job.final_tier, Attempt.shadow.is_(False)))
+        .where(Job.batch_id == batch_id, Attempt.correct.is_not(None))
+    ).all()
+
+
 def tier_params(session: Session, tier: str) -> float | None:
     """The parameter count a tier's compute costs were computed with (FLOPs / 2 / tokens)."""
     row = session.execute(

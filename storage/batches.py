@@ -217,10 +217,12 @@ def cancel(session: Session, batch: Batch) -> int:
     in scan order while a worker takes them in its own order, and PostgreSQL would abort one of
     the two as a deadlock; so rows a worker holds are skipped (FOR UPDATE SKIP LOCKED, in id
     order), each pass commits, and a later pass picks them up once that worker has committed.
+    A batch already cancelled is swept again: a submit still reading its file may have stored rows since.
     """
-    if batch.status in (BatchStatus.COMPLETED.value, BatchStatus.CANCELLED.value):
+    if batch.status == BatchStatus.COMPLETED.value:
         return 0
-    batch.status = BatchStatus.CANCELLING.value
+    if batch.status != BatchStatus.CANCELLED.value:
+        batch.status = BatchStatus.CANCELLING.value
     locking = session.get_bind().dialect.name == "postgresql"
     queued = (Job.batch_id == batch.id, Job.status == JobStatus.QUEUED.value)
     cancelled = 0

@@ -63,8 +63,7 @@ def job_item(request: ChatCompletionRequest, config: CascadeConfig) -> dict[str,
 def completion(job: dict[str, Any], model: str) -> dict[str, Any]:
     """A finished job as an OpenAI chat completion, with the routing under `cascade`."""
     tokens_in, tokens_out = int(job["tokens_in"]), int(job["tokens_out"])
-    path = [step for step in job["path"] if not step.get("shadow")]
-    final = path[-1] if path else {}
+    path, final = visited(job)
     return {
         "id": f"chatcmpl-{job['id']}",
         "object": "chat.completion",
@@ -74,6 +73,12 @@ def completion(job: dict[str, Any], model: str) -> dict[str, Any]:
         "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out},
         "cascade": routing(job, path, final),
     }
+
+
+def visited(job: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The tiers on the job's path (shadow audits are not on it) and its last step."""
+    path = [step for step in job["path"] if not step.get("shadow")]
+    return path, (path[-1] if path else {})
 
 
 def routing(job: dict[str, Any], path: list[dict[str, Any]], final: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +97,7 @@ def routing(job: dict[str, Any], path: list[dict[str, Any]], final: dict[str, An
 
 def routing_headers(job: dict[str, Any]) -> dict[str, str]:
     """The routing a client paid for, as response headers."""
-    path = [step for step in job["path"] if not step.get("shadow")]
-    final = path[-1] if path else {}
+    path, final = visited(job)
     fmt = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
     return {
         "x-cascade-job-id": job["id"],

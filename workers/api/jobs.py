@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 
-from cascade.storage.engine import session_scope
-from cascade.storage.models import Job
 from cascade.workers.api.http_errors import ERROR_RESPONSES, ApiError, ErrorBody
 from cascade.workers.api.schemas import JobIds, JobIn, JobList, JobOut, JobsIn
 
@@ -42,11 +40,8 @@ def find_jobs(request: Request, external_id: str = Query(..., max_length=255)) -
     """The job with this external id (the caller's own), as a list of zero or one."""
     state = request.app.state.cascade
     caller = state.auth.caller(request, spends=False)
-    with session_scope(state.client.database_url) as session:
-        row = session.query(Job.id).filter(Job.external_id == external_id).first()
-    if row is None:
-        return JobList(data=[])
     try:
-        return JobList(data=[state.job(str(row.id), caller)])
-    except ApiError:  # another key's job: as if it did not exist
+        job = state.job(external_id, caller)
+    except ApiError:  # none, or another key's: as if it did not exist
         return JobList(data=[])
+    return JobList(data=[job] if job["external_id"] == external_id else [])  # a job id given here is not an external id

@@ -237,7 +237,6 @@ class TransformersBackend(Backend):
             width, rows = bucket_width(width, self.context_tokens), self.tier.max_batch
         input_ids, mask, positions = self._left_padded(batch, width, rows)
         captured: dict[int, object] = {}
-        wanted = [] if layer is None else ([layer] if isinstance(layer, int) else list(layer))
         handles = self._hook_layers(layer, captured)
         try:
             with self._lock, torch.inference_mode():
@@ -253,7 +252,7 @@ class TransformersBackend(Backend):
         finally:
             for handle in handles:
                 handle.remove()
-        arrays = {index: captured[index][: len(batch)].numpy() for index in wanted}
+        arrays = {index: values[: len(batch)].numpy() for index, values in captured.items()}
         return [
             _scored(q, letter_probs[row], len(batch[row]), _hidden_for(row, arrays, layer))
             for row, q in enumerate(questions)

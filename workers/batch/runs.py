@@ -98,9 +98,7 @@ def submit_rows(
                 outcome = store.insert_rows(session, batch_id, window, first_tier=first.name, label=label, api_key_id=api_key_id)
                 batch = session.get(store.Batch, batch_id)
                 if batch.status in (BatchStatus.CANCELLING.value, BatchStatus.CANCELLED.value):
-                    # Cancelled while it was being read: what was just stored is cancelled too, and nothing is sent.
-                    batch.status = BatchStatus.VALIDATING.value
-                    store.cancel(session, batch)
+                    store.cancel(session, batch)  # cancelled while it was being read: what was just stored too, nothing sent
                     break
                 read += len(window)
                 duplicates = [(position, message) for position, message in outcome.duplicates if position in unseen]

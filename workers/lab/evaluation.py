@@ -19,7 +19,7 @@ import numpy as np
 
 from cascade.router.calibration import CalibrationData, evaluate
 from cascade.router.signals import AGGREGATES, aggregate
-from cascade.storage.audit import paired_results, tier_params
+from cascade.storage.audit import final_attempts, paired_results, tier_params
 from cascade.storage.batches import get_batch
 from cascade.storage.engine import session_scope
 from cascade.workers.batch import runs as batch_runs
@@ -96,6 +96,7 @@ def run_eval(
         with session_scope(client.database_url) as session:
             batch = get_batch(session, name).id
             pairs = paired_results(session, batch, get_batch(session, report["batches"][1]).id, config.first.name)
+            finals = final_attempts(session, batch)
             params = {t: tier_params(session, t) or 0.0 for t in (config.first.name, config.last.name)}
     result: dict[str, Any] = {
         "questions": len(rows),
@@ -122,9 +123,7 @@ def run_eval(
     result["alone_accuracy"] = {config.first.name: round(100 * first_right.mean(), 2), config.last.name: round(100 * last_right.mean(), 2)}
     if pairs and pairs[0][10] is not None:  # free-form: generated tokens were kept
         result.update(open_measures(report, pairs, config, p_ik, last_p_ik))
-        with session_scope(client.database_url) as session:
-            finals = final_answers(session, batch, config.last.name)
-        result["abstention_replay"] = abstention_replay(finals)
+        result["abstention_replay"] = abstention_replay(final_answers(finals, config.last.name))
     if ablate and len(config.tiers) == 2:
         first = config.first
         data = CalibrationData(
@@ -149,21 +148,10 @@ def run_eval(
 ABSTAIN_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 
 
-def final_answers(session, batch_id, last: str) -> list[tuple[float, bool]]:
-    """(P(T), right) of the attempt that gave each graded job of the batch its final answer (or abstained);
-    P(T) 1.0 for answers a cheaper tier kept, which the last tier's abstention never touches."""
-    from sqlalchemy import and_, select
-
-    from cascade.storage.models import Attempt, Job
-
-    return [
-        (float(p_t or 0.0) if tier == last else 1.0, bool(right))
-        for p_t, right, tier in session.execute(
-            select(Attempt.p_t, Attempt.correct, Attempt.tier)
-            .join(Job, and_(Job.id == Attempt.job_id, Attempt.tier == Job.final_tier, Attempt.shadow.is_(False)))
-            .where(Job.batch_id == batch_id, Attempt.correct.is_not(None))
-        )
-    ]
+def final_answers(rows: list[tuple], last: str) -> list[tuple[float, bool]]:
+    """(P(T), right) per graded job from `final_attempts` rows; P(T) 1.0 for answers a cheaper tier
+    kept, which the last tier's abstention never touches."""
+    return [(float(p_t or 0.0) if tier == last else 1.0, bool(right)) for p_t, right, tier in rows]
 
 
 def abstention_replay(finals: list[tuple[float, bool]]) -> list[dict[str, float]]:

@@ -21,12 +21,12 @@ WORKED_ANSWER = "Solve the problem. Show brief working, then write the final ans
 class OpenBenchmark:
     """How one benchmark's rows are read, prompted and graded."""
 
-    def __init__(self, name: str, grader: str, template: str, max_tokens: int, group_by: str | None = None):
-        self.name, self.grader, self.template, self.max_tokens, self.group_by = name, grader, template, max_tokens, group_by
+    def __init__(self, name: str, grader: str, template: str, max_tokens: int):
+        self.name, self.grader, self.template, self.max_tokens = name, grader, template, max_tokens
 
     def rows(self, path: Path, sample: int | None, seed: int, *, part: str = "all", max_tokens: int | None = None,
              grader: str | None = None) -> list[dict[str, Any]]:
-        """A seeded sample (stratified by `group_by` where the file has it) as batch rows, from one
+        """A seeded sample (stratified by the reader's groups: PopQA's relations) as batch rows, from one
         half of the file (`part` fit or test: two fixed disjoint halves, the same for every seed) or all."""
         if not path.is_file():
             raise ValueError(f"{self.name}: data file {path} not found: pass --data")
@@ -82,7 +82,7 @@ def _aliases(value: Any) -> list[str]:
 
 READERS = {"popqa": _popqa, "nq": _nq, "gsm8k": _gsm8k}
 BENCHMARKS = {
-    "popqa": OpenBenchmark("popqa", "contains", SHORT_ANSWER, 24, group_by="prop"),
+    "popqa": OpenBenchmark("popqa", "contains", SHORT_ANSWER, 24),
     "nq": OpenBenchmark("nq", "exact", SHORT_ANSWER, 24),
     "gsm8k": OpenBenchmark("gsm8k", "number", WORKED_ANSWER, 256),
 }

@@ -53,15 +53,6 @@ class TierScorer:
                 self.probes[kind] = probe
         return self
 
-    @property
-    def probe(self) -> Probe | None:
-        """The multiple-choice probe."""
-        return self.probes.get(JobKind.CHOICE.value)
-
-    @property
-    def layer(self) -> int | None:
-        return self.probe.layer if self.probe else None
-
     def run(self, jobs: Sequence[PendingJob]) -> list[AttemptRecord]:
         """Answer every job (one backend call per kind, batched inside) and decide each one."""
         records: list[AttemptRecord] = []
